@@ -1,0 +1,33 @@
+# Two entry points: `make run` runs the main job on the embedded DuckDB warehouse and
+# `make test` runs every test. Both create the virtual environment first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SAMPLE := warehouse/sample_events.jsonl.gz
+
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+export DBT_VERSION_CHECK := False
+
+.PHONY: run test lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/usage-warehouse run
+
+test: $(STAMP)
+	$(BIN)/pytest
+	$(MAKE) lint
+
+lint: $(STAMP)
+	$(BIN)/sqlfluff lint models analyses tests/data macros
+
+clean:
+	rm -rf $(VENV) warehouse target logs

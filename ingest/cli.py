@@ -1,0 +1,253 @@
+"""The `usage-warehouse` command line. Only this module turns exceptions into exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+
+from ingest.catalog import ModelResolver, load_deployments
+from ingest.config import ConfigError, Settings, load_settings
+from ingest.dbt_runner import DbtError, run_dbt
+from ingest.loader import BatchResult, ingest_paths, replay_quarantine
+from ingest.readers import SourceError
+
+logger = logging.getLogger("ingest")
+
+SAMPLE_EVENTS = 5000
+SAMPLE_DAYS = 30
+
+
+class CommandError(click.ClickException):
+    """An error the command line reports in one line, with exit code 1."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--target", envvar="USAGE_WAREHOUSE_TARGET", help="Warehouse to use: duckdb (default).")
+@click.option(
+    "--duckdb", "duckdb_path", envvar="USAGE_WAREHOUSE_DUCKDB",
+    help="DuckDB file of the warehouse [default: warehouse/usage.duckdb in the project].",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.pass_context
+def cli(context: click.Context, target: str | None, duckdb_path: str | None, verbose: bool) -> None:
+    """Land AI usage events, price them with dbt, and summarize the cost."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        context.obj = load_settings(target, duckdb_path)
+    except ConfigError as error:
+        raise CommandError(str(error)) from None
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_obj
+def ingest(settings: Settings, paths: tuple[Path, ...]) -> None:
+    """Land the events of PATHS (files or folders of .jsonl, .csv, optionally .gz)."""
+    results = _ingest(settings, list(paths))
+    _print_batches(results)
+
+
+@cli.command()
+@click.option("--full-refresh", is_flag=True, help="Rebuild every model from the raw tables.")
+@click.option("--select", "selection", help="dbt node selection, as for `dbt build --select`.")
+@click.pass_obj
+def build(settings: Settings, full_refresh: bool, selection: str | None) -> None:
+    """Run `dbt build`: seeds, models and tests. Warnings do not fail the build."""
+    _build(settings, full_refresh=full_refresh, selection=selection)
+
+
+@cli.command()
+@click.option("--events", default=SAMPLE_EVENTS, show_default=True, type=click.IntRange(min=1),
+              help="Number of lines to write.")
+@click.option("--days", default=SAMPLE_DAYS, show_default=True, type=click.IntRange(min=1),
+              help="Number of days the events span, ending on --end.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Random seed; the same seed gives the same file.")
+@click.option("--end", "end", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Last UTC day of the events [default: today].")
+@click.option("--out", type=click.Path(path_type=Path), help="Output file [default: warehouse/sample_events.jsonl.gz].")
+@click.pass_obj
+def sample(settings: Settings, events: int, days: int, seed: int, end: object, out: Path | None) -> None:
+    """Write a realistic, reproducible sample of the app's usage events."""
+    path = out or _default_sample_path(settings)
+    summary = _write_sample(path, events, days, seed, end.date() if end else None)  # type: ignore[attr-defined]
+    click.echo(f"wrote {summary.events} lines to {path}")
+
+
+@cli.group()
+def prices() -> None:
+    """Manage the price seeds."""
+
+
+@prices.command("export")
+@click.option("--out", type=click.Path(path_type=Path), help="Folder to write [default: seeds/genai_prices].")
+@click.pass_obj
+def prices_export(settings: Settings, out: Path | None) -> None:
+    """Write the token price seeds from the pinned genai-prices package."""
+    from ingest.prices import export_price_seeds
+
+    folder = out or settings.project_dir / "seeds" / "genai_prices"
+    summary = export_price_seeds(folder)
+    click.echo(f"wrote price seeds to {folder}: {summary}")
+
+
+@cli.group()
+def quarantine() -> None:
+    """Inspect and replay rows that failed validation."""
+
+
+@quarantine.command("list")
+@click.option("--reason", help="Show only rows quarantined for this reason code.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=0),
+              help="Rows to show per reason.")
+@click.pass_obj
+def quarantine_list(settings: Settings, reason: str | None, limit: int) -> None:
+    """Show quarantined rows that have not been replayed, grouped by reason."""
+    from ingest.warehouse import open_warehouse
+
+    warehouse = open_warehouse(settings)
+    try:
+        rows = list(warehouse.quarantined_rows(reason=reason))
+    finally:
+        warehouse.close()
+    if not rows:
+        click.echo("no quarantined rows")
+        return
+    by_reason: dict[str, list[object]] = {}
+    for row in rows:
+        by_reason.setdefault(row.reason, []).append(row)
+    for code, group in sorted(by_reason.items(), key=lambda item: -len(item[1])):
+        click.echo(f"{code}: {len(group)} rows")
+        for row in group[:limit]:
+            click.echo(f"  {row.source_file}:{row.line_number}  {row.message}")  # type: ignore[attr-defined]
+            click.echo(f"    {_shorten(row.raw_text)}")  # type: ignore[attr-defined]
+    click.echo("after fixing the cause, run `usage-warehouse quarantine replay`")
+
+
+@quarantine.command("replay")
+@click.option("--reason", help="Replay only rows quarantined for this reason code.")
+@click.pass_obj
+def quarantine_replay(settings: Settings, reason: str | None) -> None:
+    """Validate quarantined rows again and land those that now pass."""
+    from ingest.warehouse import open_warehouse
+
+    warehouse = open_warehouse(settings)
+    try:
+        result = replay_quarantine(warehouse, _resolver(settings), reason)
+    finally:
+        warehouse.close()
+    _print_batches([result])
+
+
+@cli.command()
+@click.pass_obj
+def summary(settings: Settings) -> None:
+    """Print events, cost by provider and operation, and unpriced and quarantined counts."""
+    from ingest.summary import print_summary
+
+    print_summary(settings)
+
+
+@cli.command()
+@click.option("--events", default=SAMPLE_EVENTS, show_default=True, type=click.IntRange(min=1),
+              help="Number of sample lines to generate.")
+@click.option("--days", default=SAMPLE_DAYS, show_default=True, type=click.IntRange(min=1),
+              help="Number of days the sample spans.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Random seed of the sample.")
+@click.pass_obj
+def run(settings: Settings, events: int, days: int, seed: int) -> None:
+    """Run the main job: write the sample, ingest it, build, and print a summary."""
+    from ingest.summary import print_summary
+
+    path = _default_sample_path(settings)
+    written = _write_sample(path, events, days, seed, None)
+    click.echo(f"wrote {written.events} sample lines to {path}")
+    _print_batches(_ingest(settings, [path]))
+    _build(settings, full_refresh=False, selection=None)
+    print_summary(settings)
+
+
+def _ingest(settings: Settings, paths: list[Path]) -> list[BatchResult]:
+    from ingest.warehouse import open_warehouse
+
+    try:
+        warehouse = open_warehouse(settings)
+    except RuntimeError as error:
+        raise CommandError(str(error)) from None
+    try:
+        return ingest_paths(paths, warehouse, _resolver(settings))
+    except SourceError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        warehouse.close()
+
+
+def _build(settings: Settings, *, full_refresh: bool, selection: str | None) -> None:
+    from ingest.warehouse import open_warehouse
+
+    # Migrations first, so a build on a new file finds the raw tables it reads.
+    open_warehouse(settings).close()
+    arguments = ["build"]
+    if full_refresh:
+        arguments.append("--full-refresh")
+    if selection:
+        arguments += ["--select", selection]
+    try:
+        outcome = run_dbt(settings, arguments)
+    except DbtError as error:
+        raise CommandError(str(error)) from None
+    if outcome.warnings:
+        click.echo(f"\n{len(outcome.warnings)} data checks warned (the data needs a look; the build goes on):")
+        for warning in outcome.warnings:
+            click.echo(f"  warn  {warning}")
+    if not outcome.success:
+        details = "\n".join(f"  {failure}" for failure in outcome.failures) or "  see the dbt output above"
+        raise CommandError(f"dbt build failed:\n{details}")
+
+
+def _resolver(settings: Settings) -> ModelResolver:
+    return ModelResolver(load_deployments(settings.deployments_seed))
+
+
+def _write_sample(path: Path, events: int, days: int, seed: int, end: date | None):  # type: ignore[no-untyped-def]
+    from ingest.sample import write_sample
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_sample(path, events=events, days=days, seed=seed, end=end)
+
+
+def _default_sample_path(settings: Settings) -> Path:
+    return settings.duckdb_path.parent / "sample_events.jsonl.gz"
+
+
+def _print_batches(results: list[BatchResult]) -> None:
+    for result in results:
+        if result.counts is None:
+            click.echo(f"{result.source_path}: skipped, {result.skipped_because}")
+            continue
+        counts = result.counts
+        click.echo(
+            f"{result.source_path}: read {counts.rows_read} = loaded {counts.rows_loaded}"
+            f" + duplicate {counts.rows_duplicate} + quarantined {counts.rows_quarantined}"
+            f" (batch {result.batch_id}, {result.seconds:.1f} s)"
+        )
+        for reason, count in result.quarantined_by_reason.most_common():
+            click.echo(f"  quarantined {count} x {reason}")
+        if not counts.reconciles:
+            raise CommandError(f"batch {result.batch_id} does not reconcile: {counts}")
+
+
+def _shorten(text: str, width: int = 160) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def main() -> None:
+    """Run the command line."""
+    cli()

@@ -1,0 +1,464 @@
+"""Parse and validate canonical usage events.
+
+A canonical event is one JSON object (or one CSV row with the same column names) describing one
+call to a paid AI API. This module turns such a record into a `UsageEvent` or raises
+`InvalidEvent` with a reason code and a message that names the value and the fix. It does no I/O:
+readers hand it records, and writers store what it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+from ingest.usage import TokenCounts, UsageDerivationError, derive_token_counts
+
+REQUIRED_FIELDS = ("event_id", "created_at", "provider", "operation")
+
+STRING_FIELDS = (
+    "model",
+    "platform",
+    "service",
+    "tool_name",
+    "user_id",
+    "organization_id",
+    "request_id",
+    "run_id",
+    "service_tier",
+    "unit_type",
+)
+
+TOKEN_FIELDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+OBJECT_FIELDS = ("usage", "attributes")
+
+KNOWN_FIELDS = frozenset(
+    (*REQUIRED_FIELDS, *STRING_FIELDS, *TOKEN_FIELDS, *OBJECT_FIELDS, "units", "cost_usd", "metadata",
+     "usage_details")
+)
+
+# Names that producers use for the same provider. The value is (provider, platform implied by the
+# name, or None when the name implies no platform).
+PROVIDER_ALIASES: dict[str, tuple[str, str | None]] = {
+    "openai": ("openai", None),
+    "open-ai": ("openai", None),
+    "azure": ("openai", "azure"),
+    "azure-openai": ("openai", "azure"),
+    "azure_openai": ("openai", "azure"),
+    "google": ("google", None),
+    "gemini": ("google", None),
+    "google-gla": ("google", None),
+    "google-genai": ("google", None),
+    "google_genai": ("google", None),
+    "googleai": ("google", None),
+    "vertex": ("google", "vertex"),
+    "vertexai": ("google", "vertex"),
+    "vertex_ai": ("google", "vertex"),
+    "google-vertex": ("google", "vertex"),
+    "anthropic": ("anthropic", None),
+    "claude": ("anthropic", None),
+    "bedrock": ("aws", "bedrock"),
+    "aws": ("aws", "bedrock"),
+    "aws-bedrock": ("aws", "bedrock"),
+    "amazon-bedrock": ("aws", "bedrock"),
+    "openrouter": ("openrouter", "openrouter"),
+    "xai": ("x-ai", None),
+    "x-ai": ("x-ai", None),
+    "grok": ("x-ai", None),
+    "mistralai": ("mistral", None),
+}
+
+PLATFORMS = frozenset(("api", "vertex", "azure", "bedrock", "openrouter"))
+
+SERVICE_TIER_ALIASES = {
+    "standard": "standard",
+    "default": "standard",
+    "auto": "standard",
+    "on_demand": "standard",
+    "batch": "batch",
+    "flex": "flex",
+    "priority": "priority",
+}
+
+COST_SCALE = Decimal("0.000000000001")  # decimal(38, 12), the type of every cost column
+MAX_COST_DIGITS = 26  # integer digits that decimal(38, 12) leaves
+UNITS_SCALE = Decimal("0.000001")  # decimal(38, 6), enough for fractional seconds of video
+
+_VERTEX_MODEL_PATH = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/")
+
+
+class InvalidEvent(ValueError):
+    """A record that cannot land as a usage event; `reason` is a stable code for grouping."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    """One validated usage event in the canonical token convention, created_at in naive UTC."""
+
+    event_id: str
+    created_at: datetime
+    provider: str
+    provider_as_sent: str
+    operation: str
+    platform: str
+    model: str | None
+    model_name: str | None
+    service: str | None
+    tool_name: str | None
+    user_id: str | None
+    organization_id: str | None
+    request_id: str | None
+    run_id: str | None
+    service_tier: str
+    input_tokens: int | None
+    cached_input_tokens: int | None
+    cache_write_tokens: int | None
+    output_tokens: int | None
+    reasoning_tokens: int | None
+    usage_details: Mapping[str, int] | None
+    usage_flavor: str | None
+    units: Decimal | None
+    unit_type: str | None
+    reported_cost_usd: Decimal | None
+    usage_payload: Any
+    attributes: Mapping[str, Any] | None
+    metadata: Any
+    extra_fields: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_usage(self) -> bool:
+        """Whether any usage arrived: tokens, a usage payload, or units."""
+        tokens = (self.input_tokens, self.output_tokens, self.cached_input_tokens, self.cache_write_tokens)
+        return any(count is not None for count in tokens) or self.units is not None
+
+
+def parse_json_line(text: str) -> dict[str, Any]:
+    """Parse one JSON Lines record, keeping numbers with a fraction as exact decimals."""
+    try:
+        record = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as error:
+        raise InvalidEvent(
+            "invalid_json",
+            f"invalid JSON ({error.msg} at column {error.colno}); write one complete JSON object per line",
+        ) from None
+    if not isinstance(record, dict):
+        raise InvalidEvent(
+            "not_an_object",
+            f"expected a JSON object, got {type(record).__name__}; write one event object per line",
+        )
+    return record
+
+
+def token_usage_event_id(row_id: str) -> str:
+    """Return the event id of a row of the app's token_usage table, shared by every path that reads it."""
+    return f"token_usage:{row_id}"
+
+
+def derived_event_id(raw_text: str, line_number: int) -> str:
+    """Return a stable event id for a record that has none, from its content and its line."""
+    digest = hashlib.sha256(f"{line_number}\n{raw_text}".encode()).hexdigest()
+    return f"derived:{digest[:32]}"
+
+
+def parse_event(record: Mapping[str, Any]) -> UsageEvent:
+    """Validate one record and return it as a canonical `UsageEvent`.
+
+    Raises `InvalidEvent` on the first problem found, naming the field, the value and the fix.
+    """
+    for name in REQUIRED_FIELDS:
+        if _blank(record.get(name)):
+            raise InvalidEvent(f"missing_{name}", f"missing required field {name!r}; every event needs it")
+
+    event_id = _string(record, "event_id")
+    created_at = parse_timestamp(record["created_at"])
+    provider_as_sent = _string(record, "provider")
+    provider, implied_platform = normalize_provider(provider_as_sent)
+    operation = _string(record, "operation")
+    strings = {name: _optional_string(record, name) for name in STRING_FIELDS}
+
+    platform = normalize_platform(strings["platform"] or implied_platform or "api")
+    service_tier = normalize_service_tier(strings["service_tier"])
+    model = strings["model"]
+
+    counts = _token_counts(record, provider, model)
+    usage_details = dict(counts.details) if counts and counts.details else None
+    _check_token_invariants(counts)
+
+    units = _optional_decimal(record, "units", UNITS_SCALE)
+    unit_type = strings["unit_type"]
+    if (units is None) != (unit_type is None):
+        raise InvalidEvent(
+            "units_without_unit_type",
+            f"units={record.get('units')!r} and unit_type={record.get('unit_type')!r}: "
+            "give both (for example units=8, unit_type='video_seconds') or neither",
+        )
+
+    return UsageEvent(
+        event_id=event_id,
+        created_at=created_at,
+        provider=provider,
+        provider_as_sent=provider_as_sent,
+        operation=operation,
+        platform=platform,
+        model=model,
+        model_name=normalize_model_name(model),
+        service=strings["service"],
+        tool_name=strings["tool_name"],
+        user_id=strings["user_id"],
+        organization_id=strings["organization_id"],
+        request_id=strings["request_id"],
+        run_id=strings["run_id"],
+        service_tier=service_tier,
+        input_tokens=counts.input_tokens if counts else None,
+        cached_input_tokens=counts.cached_input_tokens if counts else None,
+        cache_write_tokens=counts.cache_write_tokens if counts else None,
+        output_tokens=counts.output_tokens if counts else None,
+        reasoning_tokens=counts.reasoning_tokens if counts else None,
+        usage_details=usage_details,
+        usage_flavor=counts.flavor if counts else None,
+        units=units,
+        unit_type=unit_type.lower() if unit_type else None,
+        reported_cost_usd=_optional_decimal(record, "cost_usd", COST_SCALE),
+        usage_payload=record.get("usage"),
+        attributes=_optional_object(record, "attributes"),
+        metadata=record.get("metadata"),
+        extra_fields={key: value for key, value in record.items() if key not in KNOWN_FIELDS},
+    )
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """Parse an RFC 3339 timestamp into naive UTC; a timestamp without an offset is UTC."""
+    if not isinstance(value, str):
+        raise InvalidEvent(
+            "invalid_created_at",
+            f"created_at={value!r} is not a string; use RFC 3339, for example 2025-09-03T10:00:00Z",
+        )
+    text = value.strip()
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    # PostgreSQL writes offsets as +00 or -02; Python wants +00:00.
+    text = re.sub(r"([+-]\d{2})$", r"\1:00", text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidEvent(
+            "invalid_created_at",
+            f"created_at={value!r} is not an RFC 3339 timestamp; use for example 2025-09-03T10:00:00Z",
+        ) from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def normalize_provider(value: str) -> tuple[str, str | None]:
+    """Return the canonical provider name and the platform its alias implies, if any."""
+    key = value.strip().lower().replace(" ", "-")
+    return PROVIDER_ALIASES.get(key, (key, None))
+
+
+def normalize_platform(value: str) -> str:
+    """Return the platform in lower case, or raise for a platform the catalog cannot map."""
+    platform = value.strip().lower()
+    if platform not in PLATFORMS:
+        raise InvalidEvent(
+            "invalid_platform",
+            f"platform={value!r} is not one of {', '.join(sorted(PLATFORMS))}; "
+            "use api for the provider's own API",
+        )
+    return platform
+
+
+def normalize_service_tier(value: str | None) -> str:
+    """Return standard, batch, flex or priority; an absent tier is standard."""
+    if value is None:
+        return "standard"
+    tier = SERVICE_TIER_ALIASES.get(value.strip().lower())
+    if tier is None:
+        raise InvalidEvent(
+            "invalid_service_tier",
+            f"service_tier={value!r} is not one of standard, batch, flex, priority",
+        )
+    return tier
+
+
+def normalize_model_name(model: str | None) -> str | None:
+    """Strip SDK prefixes (`models/`, Vertex resource paths) and lower-case a model name."""
+    if model is None:
+        return None
+    name = model.strip()
+    name = _VERTEX_MODEL_PATH.sub("", name)
+    if name.startswith("models/"):
+        name = name[len("models/"):]
+    return name.lower() or None
+
+
+def _token_counts(record: Mapping[str, Any], provider: str, model: str | None) -> TokenCounts | None:
+    explicit = {name: _optional_count(record, name) for name in TOKEN_FIELDS}
+    payload = record.get("usage")
+    if _blank(payload):
+        if all(count is None for count in explicit.values()):
+            return None
+        explicit_details = _usage_details(record)
+        return TokenCounts(
+            input_tokens=explicit["input_tokens"] or 0,
+            cached_input_tokens=explicit["cached_input_tokens"] or 0,
+            cache_write_tokens=explicit["cache_write_tokens"] or 0,
+            output_tokens=explicit["output_tokens"] or 0,
+            reasoning_tokens=explicit["reasoning_tokens"] or 0,
+            details=explicit_details,
+            flavor="tokens",
+        )
+
+    if isinstance(payload, str):
+        payload = _json_object_text(payload, "usage")
+    if not isinstance(payload, Mapping):
+        raise InvalidEvent(
+            "invalid_usage",
+            f"usage={payload!r} is not an object; send the provider's usage payload as returned",
+        )
+    try:
+        derived = derive_token_counts(provider, payload, model)
+    except UsageDerivationError as error:
+        raise InvalidEvent("invalid_usage", str(error)) from None
+
+    for name, count in explicit.items():
+        if count is not None and count != getattr(derived, name):
+            raise InvalidEvent(
+                "tokens_disagree_with_usage",
+                f"{name}={count} disagrees with {getattr(derived, name)} derived from the usage payload; "
+                "send either the payload or matching token counts",
+            )
+    return derived
+
+
+def _check_token_invariants(counts: TokenCounts | None) -> None:
+    if counts is None:
+        return
+    if counts.cached_input_tokens + counts.cache_write_tokens > counts.input_tokens:
+        raise InvalidEvent(
+            "cached_exceeds_input",
+            f"cached_input_tokens={counts.cached_input_tokens} plus cache_write_tokens="
+            f"{counts.cache_write_tokens} exceed input_tokens={counts.input_tokens}; "
+            "input_tokens counts all input, cached included",
+        )
+    if counts.reasoning_tokens > counts.output_tokens:
+        raise InvalidEvent(
+            "reasoning_exceeds_output",
+            f"reasoning_tokens={counts.reasoning_tokens} exceed output_tokens={counts.output_tokens}; "
+            "output_tokens counts all output, reasoning included",
+        )
+
+
+def _usage_details(record: Mapping[str, Any]) -> dict[str, int]:
+    details = record.get("usage_details")
+    if _blank(details):
+        return {}
+    if isinstance(details, str):
+        details = _json_object_text(details, "usage_details")
+    if not isinstance(details, Mapping):
+        raise InvalidEvent(
+            "invalid_usage_details",
+            f"usage_details={details!r} is not an object of genai-prices usage keys to token counts",
+        )
+    return {str(key): _count(value, f"usage_details.{key}") for key, value in details.items()}
+
+
+def _string(record: Mapping[str, Any], name: str) -> str:
+    value = record[name]
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidEvent(f"invalid_{name}", f"{name}={value!r} is not a string")
+    return str(value).strip()
+
+
+def _optional_string(record: Mapping[str, Any], name: str) -> str | None:
+    if _blank(record.get(name)):
+        return None
+    return _string(record, name)
+
+
+def _optional_count(record: Mapping[str, Any], name: str) -> int | None:
+    value = record.get(name)
+    if _blank(value):
+        return None
+    return _count(value, name)
+
+
+def _count(value: Any, name: str) -> int:
+    number = _number(value)
+    if number is None or number != number.to_integral_value():
+        raise InvalidEvent("invalid_token_count", f"{name}={value!r} is not a whole number of tokens")
+    if number < 0:
+        raise InvalidEvent(
+            "negative_token_count", f"{name}={value!r} is negative; token counts are never below 0"
+        )
+    return int(number)
+
+
+def _optional_decimal(record: Mapping[str, Any], name: str, scale: Decimal) -> Decimal | None:
+    value = record.get(name)
+    if _blank(value):
+        return None
+    number = _number(value)
+    if number is None or not number.is_finite():
+        raise InvalidEvent(f"invalid_{name}", f"{name}={value!r} is not a number")
+    if number < 0:
+        raise InvalidEvent(f"negative_{name}", f"{name}={value!r} is negative")
+    if number.adjusted() >= MAX_COST_DIGITS:
+        raise InvalidEvent(f"invalid_{name}", f"{name}={value!r} is too large to store")
+    return number.quantize(scale, rounding=ROUND_HALF_EVEN)
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    return None
+
+
+def _optional_object(record: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    value = record.get(name)
+    if _blank(value):
+        return None
+    if isinstance(value, str):
+        value = _json_object_text(value, name)
+    if not isinstance(value, Mapping):
+        raise InvalidEvent(f"invalid_{name}", f"{name}={value!r} is not a JSON object")
+    return value
+
+
+def _json_object_text(text: str, name: str) -> Any:
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError:
+        raise InvalidEvent(f"invalid_{name}", f"{name}={text!r} is not valid JSON") from None
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())

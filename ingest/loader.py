@@ -1,0 +1,269 @@
+"""Land files of usage events in the warehouse as idempotent, reconciled batches.
+
+Every record read ends in exactly one place: loaded, recognized as a duplicate of an event id
+already loaded, or quarantined with its reason. Records are parsed and validated in Python, then
+written in chunks through Arrow, so memory is bounded by the chunk size, not by the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import genai_prices
+import pyarrow as pa
+
+from ingest import __version__
+from ingest.catalog import ModelResolver
+from ingest.events import InvalidEvent, UsageEvent, parse_event, parse_json_line
+from ingest.readers import SourceRecord, csv_record_fields, expand_paths, file_sha256, read_records, source_kind
+from ingest.warehouse.base import QUARANTINE_SCHEMA, USAGE_EVENT_SCHEMA, BatchCounts, BatchInfo, Warehouse
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 20_000
+
+
+@dataclass
+class BatchResult:
+    """The outcome of one file or replay: its counts, or why it was skipped."""
+
+    source_path: str
+    batch_id: str | None
+    counts: BatchCounts | None
+    quarantined_by_reason: Counter[str] = field(default_factory=Counter)
+    skipped_because: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Located:
+    """A source record with the file it came from."""
+
+    record: SourceRecord
+    source_file: str
+
+
+def ingest_paths(paths: list[Path], warehouse: Warehouse, resolver: ModelResolver) -> list[BatchResult]:
+    """Land every supported file under `paths`, one batch per file."""
+    return [ingest_file(path, warehouse, resolver) for path in expand_paths(paths)]
+
+
+def ingest_file(path: Path, warehouse: Warehouse, resolver: ModelResolver) -> BatchResult:
+    """Land one file as one batch, unless a batch with the same contents is already loaded."""
+    started = time.monotonic()
+    content_sha256 = file_sha256(path)
+    loaded_batch = warehouse.find_batch_by_content(content_sha256)
+    if loaded_batch is not None:
+        logger.info("skipped %s: the same contents were loaded as batch %s", path, loaded_batch)
+        return BatchResult(str(path), None, None, skipped_because=f"already loaded as batch {loaded_batch}")
+
+    info = _batch_info(str(path), source_kind(path), content_sha256, path.stat().st_size)
+    records = (_Located(record, str(path)) for record in read_records(path))
+    with warehouse.batch(info) as writer:
+        rows_read = 0
+        reasons: Counter[str] = Counter()
+        for chunk in _chunks(records, CHUNK_ROWS):
+            rows_read += len(chunk)
+            events, quarantined = _validate(chunk, info, resolver)
+            reasons.update(row["reason"] for row in quarantined)
+            writer.append_events(events)
+            writer.append_quarantined(pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA))
+        counts = writer.finish(rows_read)
+    result = BatchResult(str(path), info.batch_id, counts, reasons, seconds=time.monotonic() - started)
+    _log_batch(result)
+    return result
+
+
+def replay_quarantine(warehouse: Warehouse, resolver: ModelResolver, reason: str | None = None) -> BatchResult:
+    """Validate quarantined rows again and land those that now pass, as one batch.
+
+    A replayed row keeps its original file and line as lineage. A row that fails again stays in
+    quarantine, under its new reason in this batch's counts.
+    """
+    started = time.monotonic()
+    rows = list(warehouse.quarantined_rows(reason=reason))
+    label = "quarantine replay" + (f" of reason {reason}" if reason else "")
+    info = _batch_info(label, "quarantine", f"replay:{uuid.uuid4().hex}", 0)
+    with warehouse.batch(info) as writer:
+        located = [
+            _Located(_replayed_record(row.source_format, row.raw_text, row.raw_fields, row.line_number),
+                     row.source_file)
+            for row in rows
+        ]
+        events, failed = _validate(located, info, resolver)
+        landed_lines = set(zip(events.column("source_file").to_pylist(), events.column("line_number").to_pylist(),
+                               strict=True))
+        writer.append_events(events)
+        writer.mark_replayed([
+            row.quarantine_id for row in rows if (row.source_file, row.line_number) in landed_lines
+        ])
+        counts = writer.finish(len(rows), rows_kept_in_quarantine=len(failed))
+    reasons = Counter(row["reason"] for row in failed)
+    result = BatchResult(label, info.batch_id, counts, reasons, seconds=time.monotonic() - started)
+    _log_batch(result)
+    return result
+
+
+def _replayed_record(source_format: str, raw_text: str, raw_fields: str | None, line_number: int) -> SourceRecord:
+    try:
+        if source_format == "jsonl":
+            return SourceRecord(line_number, raw_text, parse_json_line(raw_text))
+        if raw_fields is None:
+            raise InvalidEvent("ragged_csv_row", "the CSV row could not be split into the header's columns")
+        fields = csv_record_fields(json.loads(raw_fields), source_format, raw_text, line_number)
+        return SourceRecord(line_number, raw_text, fields, raw_fields=raw_fields)
+    except InvalidEvent as invalid:
+        return SourceRecord(line_number, raw_text, None, invalid)
+
+
+def _validate(
+    chunk: list[_Located], info: BatchInfo, resolver: ModelResolver
+) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Split a chunk into an Arrow table of valid events and a list of quarantine rows."""
+    now = _utc_now()
+    columns: dict[str, list[Any]] = {name: [] for name in USAGE_EVENT_SCHEMA.names}
+    quarantined: list[dict[str, Any]] = []
+    for item in chunk:
+        record = item.record
+        try:
+            if record.error is not None:
+                raise record.error
+            event = parse_event(record.fields or {})
+        except InvalidEvent as invalid:
+            quarantined.append(_quarantine_row(item, invalid, info, now))
+            continue
+        row = _event_row(event, resolver)
+        row.update(batch_id=info.batch_id, source_file=item.source_file, line_number=record.line_number,
+                   loaded_at=now)
+        for name, values in columns.items():
+            values.append(row[name])
+    return pa.Table.from_pydict(columns, schema=USAGE_EVENT_SCHEMA), quarantined
+
+
+def _event_row(event: UsageEvent, resolver: ModelResolver) -> dict[str, Any]:
+    resolution = resolver.resolve(event.provider, event.platform, event.model_name)
+    return {
+        "event_id": event.event_id,
+        "created_at": event.created_at,
+        "provider": event.provider,
+        "provider_as_sent": event.provider_as_sent,
+        "operation": event.operation,
+        "platform": event.platform,
+        "model": event.model,
+        "model_name": event.model_name,
+        "catalog_provider_id": resolution.catalog_provider_id,
+        "price_provider_id": resolution.price_provider_id,
+        "catalog_model_id": resolution.catalog_model_id,
+        "model_resolution": resolution.status,
+        "service": event.service,
+        "tool_name": event.tool_name,
+        "user_id": event.user_id,
+        "organization_id": event.organization_id,
+        "request_id": event.request_id,
+        "run_id": event.run_id,
+        "service_tier": event.service_tier,
+        "input_tokens": event.input_tokens,
+        "cached_input_tokens": event.cached_input_tokens,
+        "cache_write_tokens": event.cache_write_tokens,
+        "output_tokens": event.output_tokens,
+        "reasoning_tokens": event.reasoning_tokens,
+        "usage_details": _json_or_none(event.usage_details),
+        "usage_flavor": event.usage_flavor,
+        "units": event.units,
+        "unit_type": event.unit_type,
+        "reported_cost_usd": event.reported_cost_usd,
+        "usage_payload": _json_or_none(event.usage_payload),
+        "attributes": _json_or_none(event.attributes),
+        "metadata": _json_or_none(event.metadata),
+        "extra_fields": _json_or_none(event.extra_fields or None),
+        "has_usage": event.has_usage,
+    }
+
+
+def _quarantine_row(item: _Located, invalid: InvalidEvent, info: BatchInfo, now: datetime) -> dict[str, Any]:
+    record = item.record
+    return {
+        "quarantine_id": f"{info.batch_id}:{record.line_number}",
+        "batch_id": info.batch_id,
+        "source_file": item.source_file,
+        "line_number": record.line_number,
+        "source_format": info.source_format,
+        "raw_text": record.raw_text,
+        "raw_fields": record.raw_fields,
+        "reason": invalid.reason,
+        "message": f"line {record.line_number}: {invalid.message}",
+        "quarantined_at": now,
+        "replayed_at": None,
+        "replay_batch_id": None,
+    }
+
+
+def _batch_info(source_path: str, source_format: str, content_sha256: str, byte_count: int) -> BatchInfo:
+    return BatchInfo(
+        batch_id=_new_batch_id(),
+        source_path=source_path,
+        source_format=source_format,
+        content_sha256=content_sha256,
+        byte_count=byte_count,
+        started_at=_utc_now(),
+        ingest_version=__version__,
+        catalog_version=genai_prices.__version__,
+    )
+
+
+def _log_batch(result: BatchResult) -> None:
+    counts = result.counts
+    if counts is None:
+        return
+    logger.info(
+        "batch %s from %s: read %d, loaded %d, duplicate %d, quarantined %d in %.1f s",
+        result.batch_id, result.source_path, counts.rows_read, counts.rows_loaded, counts.rows_duplicate,
+        counts.rows_quarantined, result.seconds,
+    )
+    if counts.rows_quarantined:
+        logger.warning(
+            "batch %s quarantined %d rows: %s; see `usage-warehouse quarantine list`",
+            result.batch_id, counts.rows_quarantined,
+            ", ".join(f"{reason} {count}" for reason, count in result.quarantined_by_reason.most_common()),
+        )
+
+
+def _chunks(items: Iterable[_Located], size: int) -> Iterator[list[_Located]]:
+    chunk: list[_Located] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _json_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, default=_json_number, separators=(",", ":"), sort_keys=True)
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _new_batch_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)

@@ -1,0 +1,99 @@
+"""Print a short summary of the warehouse after a run: events, cost, and what is missing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import click
+import duckdb
+
+from ingest.config import Settings
+
+TRY_QUERY = (
+    "select created_at, provider, model, tool_name, operation, input_tokens, output_tokens, units,\n"
+    "       unit_type, cost_usd from marts.token_usage order by created_at desc limit 20;"
+)
+
+
+def print_summary(settings: Settings) -> None:
+    """Read the marts and the quarantine of the DuckDB warehouse and print the totals."""
+    connection = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    try:
+        connection.execute("set TimeZone = 'UTC'")
+        _print_totals(connection)
+        _print_cost_by_provider_and_operation(connection)
+        _print_quarantine(connection)
+    finally:
+        connection.close()
+    click.echo(f"\nDuckDB file: {settings.duckdb_path}")
+    click.echo(f"Try:\n  duckdb {settings.duckdb_path}\n  {TRY_QUERY}")
+
+
+def _print_totals(connection: duckdb.DuckDBPyConnection) -> None:
+    row = connection.execute(
+        """
+        select
+            count(*),
+            count(*) filter (where cost_source = 'computed'),
+            count(*) filter (where cost_source = 'reported'),
+            count(*) filter (where cost_source = 'unpriced'),
+            count(*) filter (where cost_source = 'unmetered'),
+            count(*) filter (where is_unattributed),
+            coalesce(sum(cost_usd), 0)
+        from marts.fct_usage_events
+        """
+    ).fetchone()
+    assert row is not None
+    events, computed, reported, unpriced, unmetered, unattributed, known_cost = row
+    click.echo("\nUsage warehouse summary")
+    click.echo(f"  billable events      {events:>10,}")
+    click.echo(f"  priced from catalog  {computed:>10,}")
+    click.echo(f"  reported cost only   {reported:>10,}")
+    click.echo(f"  unpriced (no price)  {unpriced:>10,}   cost unknown, not counted as 0")
+    click.echo(f"  unmetered (no usage) {unmetered:>10,}   cost unknown, not counted as 0")
+    click.echo(f"  without organization {unattributed:>10,}")
+    click.echo(f"  known cost           {_usd(known_cost):>14} USD")
+
+
+def _print_cost_by_provider_and_operation(connection: duckdb.DuckDBPyConnection) -> None:
+    rows = connection.execute(
+        """
+        select
+            provider,
+            operation,
+            count(*) as events,
+            sum(cost_usd) as known_cost_usd,
+            count(*) filter (where cost_source in ('unpriced', 'unmetered')) as unknown_cost_events
+        from marts.fct_usage_events
+        group by provider, operation
+        order by known_cost_usd desc nulls last, provider, operation
+        """
+    ).fetchall()
+    click.echo("\nCost by provider and operation (USD)")
+    click.echo(f"  {'provider':<12}{'operation':<24}{'events':>9}{'known cost':>16}{'unknown cost':>14}")
+    for provider, operation, events, cost, unknown in rows:
+        click.echo(f"  {provider:<12}{operation:<24}{events:>9,}{_usd(cost):>16}{unknown:>14,}")
+
+
+def _print_quarantine(connection: duckdb.DuckDBPyConnection) -> None:
+    rows = connection.execute(
+        """
+        select reason, count(*)
+        from raw.quarantined_rows
+        where replayed_at is null
+        group by reason
+        order by count(*) desc, reason
+        """
+    ).fetchall()
+    total = sum(count for _, count in rows)
+    click.echo(f"\nQuarantined rows: {total}")
+    for reason, count in rows:
+        click.echo(f"  {reason:<32}{count:>8,}")
+    if total:
+        click.echo("  see them with `usage-warehouse quarantine list`")
+
+
+def _usd(value: Decimal | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.6f}"

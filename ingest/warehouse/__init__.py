@@ -1,0 +1,18 @@
+"""Warehouse writers: each engine hides behind the `Warehouse` interface in `base`."""
+
+from __future__ import annotations
+
+from ingest.config import Settings
+from ingest.warehouse.base import Warehouse
+
+
+def open_warehouse(settings: Settings) -> Warehouse:
+    """Open the warehouse of the configured target, applying pending migrations."""
+    if settings.target == "duckdb":
+        from ingest.warehouse.duckdb import DuckDBWarehouse
+
+        warehouse = DuckDBWarehouse(settings.duckdb_path)
+    else:
+        raise ValueError(f"unsupported target {settings.target!r}; use duckdb")
+    warehouse.apply_migrations()
+    return warehouse

@@ -1,0 +1,13 @@
+{# Rows where the column is negative; nulls pass (they mean "not reported"). #}
+{% test non_negative(model, column_name) %}
+    select {{ column_name }}
+    from {{ model }}
+    where {{ column_name }} < 0
+{% endtest %}
+
+{# Rows where a boolean SQL expression over the model's columns is false. #}
+{% test expression_is_true(model, expression) %}
+    select *
+    from {{ model }}
+    where not ({{ expression }})
+{% endtest %}

@@ -1,0 +1,82 @@
+{# grain: one row per billable usage event #}
+
+with
+
+priced_events as (
+
+    select * from {{ ref('int_usage_events_priced') }}
+
+),
+
+final as (
+
+    select
+        -- ids
+        event_id,
+        billable_key,
+        request_id,
+        run_id,
+        organization_id,
+        user_id,
+
+        -- what was called
+        provider,
+        platform,
+        model,
+        model_name,
+        catalog_provider_id,
+        price_provider_id,
+        catalog_model_id,
+        model_resolution,
+        service,
+        tool_name,
+        operation,
+        service_tier,
+
+        -- usage
+        input_tokens,
+        cached_input_tokens,
+        cache_write_tokens,
+        output_tokens,
+        reasoning_tokens,
+        usage_details,
+        units,
+        unit_type,
+        video_resolution,
+        has_audio,
+
+        -- cost, USD
+        reported_cost_usd,
+        computed_cost_usd,
+        cost_usd,
+        cost_source,
+        unpriced_reason,
+        pricing_basis,
+        token_price_version_id,
+        price_service_tier,
+        price_tier_above_input_tokens,
+        price_multiplier,
+        unit_price_id,
+        unit_price_usd,
+
+        -- flags
+        is_unattributed,
+        is_metered,
+        cost_source = 'unpriced' as is_unpriced,
+        cost_source = 'unmetered' as is_unmetered,
+
+        -- lineage
+        batch_id,
+        source_file,
+        line_number,
+
+        -- timestamps, UTC
+        created_at,
+        cast(created_at as date) as usage_date,
+        loaded_at
+
+    from priced_events
+
+)
+
+select * from final
