@@ -14,6 +14,7 @@ from ingest.config import ConfigError, Settings, load_settings
 from ingest.dbt_runner import DbtError, run_dbt
 from ingest.loader import BatchResult, ingest_paths, replay_quarantine
 from ingest.readers import SourceError
+from ingest.sample import SampleSummary
 
 logger = logging.getLogger("ingest")
 
@@ -78,7 +79,7 @@ def sample(settings: Settings, events: int, days: int, seed: int, end: object, o
     """Write a realistic, reproducible sample of the app's usage events."""
     path = out or _default_sample_path(settings)
     summary = _write_sample(path, events, days, seed, end.date() if end else None)  # type: ignore[attr-defined]
-    click.echo(f"wrote {summary.events} lines to {path}")
+    _print_sample(summary)
 
 
 @cli.group()
@@ -150,9 +151,7 @@ def quarantine_replay(settings: Settings, reason: str | None) -> None:
 @click.pass_obj
 def summary(settings: Settings) -> None:
     """Print events, cost by provider and operation, and unpriced and quarantined counts."""
-    from ingest.summary import print_summary
-
-    print_summary(settings)
+    _summarize(settings)
 
 
 @cli.command()
@@ -164,14 +163,11 @@ def summary(settings: Settings) -> None:
 @click.pass_obj
 def run(settings: Settings, events: int, days: int, seed: int) -> None:
     """Run the main job: write the sample, ingest it, build, and print a summary."""
-    from ingest.summary import print_summary
-
     path = _default_sample_path(settings)
-    written = _write_sample(path, events, days, seed, None)
-    click.echo(f"wrote {written.events} sample lines to {path}")
+    _print_sample(_write_sample(path, events, days, seed, None))
     _print_batches(_ingest(settings, [path]))
     _build(settings, full_refresh=False, selection=None)
-    print_summary(settings)
+    _summarize(settings)
 
 
 def _ingest(settings: Settings, paths: list[Path]) -> list[BatchResult]:
@@ -212,15 +208,32 @@ def _build(settings: Settings, *, full_refresh: bool, selection: str | None) -> 
         raise CommandError(f"dbt build failed:\n{details}")
 
 
+def _summarize(settings: Settings) -> None:
+    from ingest.summary import SummaryError, print_summary
+
+    try:
+        print_summary(settings)
+    except SummaryError as error:
+        raise CommandError(str(error)) from None
+
+
 def _resolver(settings: Settings) -> ModelResolver:
     return ModelResolver(load_deployments(settings.deployments_seed))
 
 
-def _write_sample(path: Path, events: int, days: int, seed: int, end: date | None):  # type: ignore[no-untyped-def]
+def _write_sample(path: Path, events: int, days: int, seed: int, end: date | None) -> SampleSummary:
     from ingest.sample import write_sample
 
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_sample(path, events=events, days=days, seed=seed, end=end)
+
+
+def _print_sample(summary: SampleSummary) -> None:
+    click.echo(
+        f"wrote {summary.events_written} lines to {summary.path} ({summary.first_day} to {summary.last_day}):"
+        f" {summary.duplicate_lines} duplicate and {summary.malformed_lines} malformed lines on purpose,"
+        f" {summary.events_without_organization} events without organization"
+    )
 
 
 def _default_sample_path(settings: Settings) -> Path:

@@ -17,9 +17,18 @@ TRY_QUERY = (
 
 def print_summary(settings: Settings) -> None:
     """Read the marts and the quarantine of the DuckDB warehouse and print the totals."""
+    if not settings.duckdb_path.exists():
+        raise SummaryError(
+            f"no warehouse at {settings.duckdb_path}; run `usage-warehouse ingest FILE` and `usage-warehouse build` first"
+        )
     connection = duckdb.connect(str(settings.duckdb_path), read_only=True)
     try:
         connection.execute("set TimeZone = 'UTC'")
+        marts = connection.execute(
+            "select count(*) from information_schema.tables where table_schema = 'marts' and table_name = 'fct_usage_events'"
+        ).fetchone()
+        if not marts or marts[0] == 0:
+            raise SummaryError(f"{settings.duckdb_path} has no marts yet; run `usage-warehouse build` first")
         _print_totals(connection)
         _print_cost_by_provider_and_operation(connection)
         _print_quarantine(connection)
@@ -27,6 +36,10 @@ def print_summary(settings: Settings) -> None:
         connection.close()
     click.echo(f"\nDuckDB file: {settings.duckdb_path}")
     click.echo(f"Try:\n  duckdb {settings.duckdb_path}\n  {TRY_QUERY}")
+
+
+class SummaryError(RuntimeError):
+    """The warehouse has nothing to summarize yet."""
 
 
 def _print_totals(connection: duckdb.DuckDBPyConnection) -> None:

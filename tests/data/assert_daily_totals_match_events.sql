@@ -29,13 +29,14 @@ daily_by_day as (
 )
 
 select
-    coalesce(events_by_day.usage_date, daily_by_day.usage_date) as usage_date,
     events_by_day.known_cost_usd as events_cost_usd,
-    daily_by_day.known_cost_usd as daily_cost_usd
+    daily_by_day.known_cost_usd as daily_cost_usd,
+    coalesce(events_by_day.usage_date, daily_by_day.usage_date) as usage_date
 from events_by_day
 full outer join daily_by_day
     on events_by_day.usage_date = daily_by_day.usage_date
-where events_by_day.usage_date is null
+where
+    events_by_day.usage_date is null
     or daily_by_day.usage_date is null
     or events_by_day.event_count <> daily_by_day.event_count
     or events_by_day.known_cost_usd <> daily_by_day.known_cost_usd

@@ -16,5 +16,6 @@ by_organization as (
 
 select *
 from by_organization
-where organizations_cost_usd + unattributed_cost_usd <> total_cost_usd
+where
+    organizations_cost_usd + unattributed_cost_usd <> total_cost_usd
     or organizations_events + unattributed_events <> total_events

@@ -26,6 +26,7 @@ select
     expected.operation
 from expected
 left join seen
-    on expected.provider = seen.provider
-    and expected.operation = seen.operation
+    on
+        expected.provider = seen.provider
+        and expected.operation = seen.operation
 where seen.last_seen_at is null

@@ -9,7 +9,8 @@ select
     reported_cost_usd,
     computed_cost_usd
 from {{ ref('fct_usage_events') }}
-where reported_cost_usd is not null
+where
+    reported_cost_usd is not null
     and computed_cost_usd is not null
     and abs(reported_cost_usd - computed_cost_usd)
     > {{ var('cost_divergence_tolerance') }} * computed_cost_usd

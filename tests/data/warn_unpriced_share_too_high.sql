@@ -15,5 +15,6 @@ shares as (
 
 select *
 from shares
-where metered_events > 0
+where
+    metered_events > 0
     and unpriced_events > {{ var('max_unpriced_share') }} * metered_events

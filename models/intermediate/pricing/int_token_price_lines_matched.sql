@@ -13,7 +13,8 @@ with
 events as (
 
     select * from {{ ref('stg_usage__events') }}
-    where catalog_model_id is not null
+    where
+        catalog_model_id is not null
         and input_tokens is not null
 
 ),
@@ -53,21 +54,22 @@ candidate_lines as (
         token_prices.price_key_set
     from events
     inner join token_prices
-        on events.price_provider_id = token_prices.price_provider_id
-        and events.catalog_model_id = token_prices.catalog_model_id
-        and events.created_at >= token_prices.effective_from
-        and events.created_at < token_prices.effective_to
-        and {{ seconds_since_midnight('events.created_at') }} >= token_prices.day_second_from
-        and {{ seconds_since_midnight('events.created_at') }} < token_prices.day_second_to
-        -- genai-prices applies tier variants only to a provider's own models, not to
-        -- models it borrows from another provider's list (Azure from OpenAI, say).
-        and (
-            token_prices.service_tier = 'standard'
-            or (
-                token_prices.service_tier = events.service_tier
-                and events.catalog_provider_id = events.price_provider_id
+        on
+            events.price_provider_id = token_prices.price_provider_id
+            and events.catalog_model_id = token_prices.catalog_model_id
+            and events.created_at >= token_prices.effective_from
+            and events.created_at < token_prices.effective_to
+            and {{ seconds_since_midnight('events.created_at') }} >= token_prices.day_second_from
+            and {{ seconds_since_midnight('events.created_at') }} < token_prices.day_second_to
+            -- genai-prices applies tier variants only to a provider's own models, not to
+            -- models it borrows from another provider's list (Azure from OpenAI, say).
+            and (
+                token_prices.service_tier = 'standard'
+                or (
+                    events.service_tier = token_prices.service_tier
+                    and events.catalog_provider_id = events.price_provider_id
+                )
             )
-        )
 
 ),
 
@@ -92,7 +94,8 @@ tiers_ranked as (
             order by coalesce(above_input_tokens, -1) desc
         ) as tier_rank
     from versions_ranked
-    where version_rank = 1
+    where
+        version_rank = 1
         and (above_input_tokens is null or request_input_tokens > above_input_tokens)
 
 ),
@@ -112,11 +115,13 @@ leaf_quantities as (
         sum(leaf_terms.coefficient * coalesce(quantities.quantity, 0)) as leaf_quantity
     from applied_lines
     inner join leaf_terms
-        on applied_lines.price_key_set = leaf_terms.price_key_set
-        and applied_lines.usage_key = leaf_terms.usage_key
+        on
+            applied_lines.price_key_set = leaf_terms.price_key_set
+            and applied_lines.usage_key = leaf_terms.usage_key
     left join quantities
-        on applied_lines.event_id = quantities.event_id
-        and leaf_terms.counted_usage_key = quantities.usage_key
+        on
+            applied_lines.event_id = quantities.event_id
+            and leaf_terms.counted_usage_key = quantities.usage_key
     group by applied_lines.event_id, applied_lines.usage_key
 
 ),
@@ -141,8 +146,9 @@ priced_lines as (
         * {{ per_unit_factor('applied_lines.per_units') }} as line_cost_usd
     from applied_lines
     inner join leaf_quantities
-        on applied_lines.event_id = leaf_quantities.event_id
-        and applied_lines.usage_key = leaf_quantities.usage_key
+        on
+            applied_lines.event_id = leaf_quantities.event_id
+            and applied_lines.usage_key = leaf_quantities.usage_key
 
 )
 

@@ -68,17 +68,18 @@ unit_price_matches as (
         unit_prices.unit_price_usd
     from events
     inner join unit_prices
-        on events.provider = unit_prices.provider
-        and events.model_name = unit_prices.model_name
-        and events.unit_type = unit_prices.unit_type
-        and events.created_at >= unit_prices.effective_from
-        and events.created_at < unit_prices.effective_to
-        and (
-            unit_prices.audio = 'any'
-            or (events.has_audio is null and unit_prices.is_default_variant)
-            or (events.has_audio and unit_prices.audio = 'with_audio')
-            or (not events.has_audio and unit_prices.audio = 'without_audio')
-        )
+        on
+            events.provider = unit_prices.provider
+            and events.model_name = unit_prices.model_name
+            and events.unit_type = unit_prices.unit_type
+            and events.created_at >= unit_prices.effective_from
+            and events.created_at < unit_prices.effective_to
+            and (
+                unit_prices.audio = 'any'
+                or (events.has_audio is null and unit_prices.is_default_variant)
+                or (events.has_audio and unit_prices.audio = 'with_audio')
+                or (not events.has_audio and unit_prices.audio = 'without_audio')
+            )
 
 ),
 
@@ -89,10 +90,11 @@ rule_matches as (
         price_rules.price_multiplier
     from events
     inner join price_rules
-        on events.catalog_provider_id = price_rules.provider
-        and events.service_tier = price_rules.service_tier
-        and events.created_at >= price_rules.effective_from
-        and events.created_at < price_rules.effective_to
+        on
+            events.catalog_provider_id = price_rules.provider
+            and events.service_tier = price_rules.service_tier
+            and events.created_at >= price_rules.effective_from
+            and events.created_at < price_rules.effective_to
 
 ),
 
@@ -122,8 +124,9 @@ joined as (
     left join token_costs
         on events.event_id = token_costs.event_id
     left join unit_priced_models
-        on events.provider = unit_priced_models.provider
-        and events.model_name = unit_priced_models.model_name
+        on
+            events.provider = unit_priced_models.provider
+            and events.model_name = unit_priced_models.model_name
     left join unit_price_matches
         on events.event_id = unit_price_matches.event_id
     left join rule_matches
@@ -152,14 +155,19 @@ costed as (
             when not is_metered then null
             when pricing_basis = 'units'
                 then {{ usd('units * unit_price_usd') }}
-            when pricing_basis = 'tokens'
+            when
+                pricing_basis = 'tokens'
                 and price_line_count > 0
                 and unsupported_line_count = 0
                 and negative_line_count = 0
                 then case
                     when not needs_tier_rule then {{ usd('token_cost_usd') }}
+                    -- Narrow both factors first, so the product's scale stays within 38 digits.
                     when price_multiplier is not null
-                        then {{ usd('cast(token_cost_usd as decimal(38, 18)) * cast(price_multiplier as decimal(9, 6))') }}
+                        then {{ usd(
+                            'cast(token_cost_usd as decimal(38, 18))'
+                            ~ ' * cast(price_multiplier as decimal(9, 6))'
+                        ) }}
                 end
         end as computed_cost_usd
     from metering

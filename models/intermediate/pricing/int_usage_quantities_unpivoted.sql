@@ -59,11 +59,23 @@ request_counts as (
 
 unioned as (
 
-    select event_id, usage_key, cast(quantity as bigint) as quantity from canonical_counts
+    select
+        event_id,
+        usage_key,
+        cast(quantity as bigint) as quantity
+    from canonical_counts
     union all
-    select event_id, usage_key, cast(quantity as bigint) as quantity from detail_counts
+    select
+        event_id,
+        usage_key,
+        cast(quantity as bigint) as quantity
+    from detail_counts
     union all
-    select event_id, usage_key, cast(quantity as bigint) as quantity from request_counts
+    select
+        event_id,
+        usage_key,
+        cast(quantity as bigint) as quantity
+    from request_counts
 
 ),
 

@@ -59,21 +59,21 @@ final as (
         unit_price_id,
         unit_price_usd,
 
-        -- flags
-        is_unattributed,
-        is_metered,
-        cost_source = 'unpriced' as is_unpriced,
-        cost_source = 'unmetered' as is_unmetered,
-
         -- lineage
         batch_id,
         source_file,
         line_number,
 
-        -- timestamps, UTC
+        -- timestamps and days, UTC
         created_at,
+        loaded_at,
         cast(created_at as date) as usage_date,
-        loaded_at
+
+        -- flags
+        is_unattributed,
+        is_metered,
+        cost_source = 'unpriced' as is_unpriced,
+        cost_source = 'unmetered' as is_unmetered
 
     from priced_events
 

@@ -1,0 +1,171 @@
+"""The sample workload built end to end: marts, types, expected records, analyses and the main query."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import PROJECT_DIR, BuiltWarehouse, query, run_cli
+
+VERIFICATION_QUERY = (
+    "select created_at, provider, model, tool_name, operation, input_tokens, output_tokens, units, "
+    "unit_type, cost_usd from marts.token_usage order by created_at desc limit 20"
+)
+
+
+def test_build_passes_without_errors(sample_warehouse: BuiltWarehouse) -> None:
+    assert re.search(r"ERROR=0\b", sample_warehouse.build.output)
+
+
+def test_no_expected_record_missing(sample_warehouse: BuiltWarehouse) -> None:
+    assert "warn_expected_usage_records_missing" not in sample_warehouse.build.stdout.split("data checks warned")[-1]
+    assert "PASS warn_expected_usage_records_missing" in sample_warehouse.build.output
+
+
+@pytest.mark.parametrize(
+    ("provider", "operation"),
+    [("google", "generate_image"), ("google", "generate_video"), ("openai", "embed"), ("openai", "embed_batch")],
+)
+def test_required_records_present(sample_warehouse: BuiltWarehouse, provider: str, operation: str) -> None:
+    rows = query(
+        sample_warehouse.database,
+        "select count(*) from marts.token_usage where provider = ? and operation = ?",
+        [provider, operation],
+    )
+    assert rows[0][0] > 0
+
+
+def test_verification_query_runs(sample_warehouse: BuiltWarehouse) -> None:
+    rows = query(sample_warehouse.database, VERIFICATION_QUERY)
+
+    assert len(rows) == 20
+    assert rows == sorted(rows, key=lambda row: row[0], reverse=True)
+
+
+def test_relations_under_plain_schemas(sample_warehouse: BuiltWarehouse) -> None:
+    rows = query(
+        sample_warehouse.database,
+        "select table_schema, table_name from information_schema.tables where table_schema <> 'main'",
+    )
+    schemas = {schema for schema, _ in rows}
+    assert {"raw", "staging", "marts"} <= schemas
+    assert ("marts", "fct_usage_events") in rows
+    assert ("marts", "fct_usage_daily") in rows
+    assert ("marts", "token_usage") in rows
+
+
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [
+        ("fct_usage_events", "cost_usd"),
+        ("fct_usage_events", "computed_cost_usd"),
+        ("fct_usage_events", "reported_cost_usd"),
+        ("fct_usage_daily", "known_cost_usd"),
+        ("token_usage", "cost_usd"),
+    ],
+)
+def test_costs_are_exact_decimals(sample_warehouse: BuiltWarehouse, table: str, column: str) -> None:
+    rows = query(
+        sample_warehouse.database,
+        "select data_type from information_schema.columns where table_schema = 'marts' and table_name = ? "
+        "and column_name = ?",
+        [table, column],
+    )
+    assert rows == [("DECIMAL(38,12)",)]
+
+
+def test_created_at_without_time_zone(sample_warehouse: BuiltWarehouse) -> None:
+    rows = query(
+        sample_warehouse.database,
+        "select data_type from information_schema.columns where table_schema = 'marts' "
+        "and table_name = 'fct_usage_events' and column_name = 'created_at'",
+    )
+    assert rows == [("TIMESTAMP",)]
+
+
+def test_unknown_costs_never_zero(sample_warehouse: BuiltWarehouse) -> None:
+    rows = query(
+        sample_warehouse.database,
+        "select count(*) from marts.fct_usage_events where cost_source in ('unpriced', 'unmetered') "
+        "and cost_usd is not null",
+    )
+    assert rows == [(0,)]
+    unknown = query(
+        sample_warehouse.database,
+        "select count(*) from marts.fct_usage_events where cost_source in ('unpriced', 'unmetered')",
+    )
+    assert unknown[0][0] > 0, "the sample should contain unpriced and unmetered events"
+
+
+def test_daily_counts_unknown_beside_known(sample_warehouse: BuiltWarehouse) -> None:
+    rows = query(
+        sample_warehouse.database,
+        """
+        select sum(unpriced_event_count + unmetered_event_count), count(*) filter (where not is_cost_complete)
+        from marts.fct_usage_daily
+        """,
+    )
+    unknown_events, incomplete_rows = rows[0]
+    assert unknown_events > 0
+    assert incomplete_rows > 0
+
+
+def test_organization_totals_plus_unattributed(sample_warehouse: BuiltWarehouse) -> None:
+    rows = query(
+        sample_warehouse.database,
+        """
+        select
+            sum(known_cost_usd) filter (where organization_id is not null),
+            sum(known_cost_usd) filter (where organization_id is null),
+            sum(known_cost_usd)
+        from marts.fct_usage_daily
+        """,
+    )
+    organizations, unattributed, total = rows[0]
+    assert unattributed > 0
+    assert organizations + unattributed == total
+
+
+def test_video_priced_per_second(sample_warehouse: BuiltWarehouse) -> None:
+    rows = query(
+        sample_warehouse.database,
+        "select count(*), count(*) filter (where pricing_basis = 'units' and cost_source = 'computed') "
+        "from marts.fct_usage_events where operation = 'generate_video'",
+    )
+    total, priced = rows[0]
+    assert total > 0
+    assert priced == total
+
+
+def test_analyses_compile_and_run(sample_warehouse: BuiltWarehouse, tmp_path: Path) -> None:
+    environment = {"USAGE_WAREHOUSE_DUCKDB": str(sample_warehouse.database)}
+    dbt = Path(PROJECT_DIR / ".venv" / "bin" / "dbt")
+    completed = subprocess.run(
+        [str(dbt), "compile", "--select", "resource_type:analysis", "--project-dir", str(PROJECT_DIR),
+         "--profiles-dir", str(PROJECT_DIR), "--target-path", str(tmp_path / "target")],
+        env={**__import__("os").environ, **environment}, capture_output=True, text=True,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:]
+
+    compiled = sorted((tmp_path / "target" / "compiled").rglob("analyses/*.sql"))
+    assert len(compiled) == len(list((PROJECT_DIR / "analyses").glob("*.sql")))
+    connection = duckdb.connect(str(sample_warehouse.database), read_only=True)
+    try:
+        for path in compiled:
+            rows = connection.execute(path.read_text()).fetchall()
+            assert rows, f"{path.name} returned no rows on the sample workload"
+    finally:
+        connection.close()
+
+
+def test_summary_prints_totals(sample_warehouse: BuiltWarehouse) -> None:
+    result = run_cli(sample_warehouse.database, "summary")
+
+    assert "billable events" in result.stdout
+    assert "Cost by provider and operation (USD)" in result.stdout
+    assert "Quarantined rows:" in result.stdout
+    assert str(sample_warehouse.database) in result.stdout

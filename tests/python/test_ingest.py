@@ -1,0 +1,200 @@
+"""Ingest end to end on real DuckDB files: idempotence, duplicates, quarantine, lineage, replay."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+
+from conftest import query, run_cli, write_jsonl
+
+GOOD_EVENT = {
+    "event_id": "evt-1",
+    "created_at": "2025-09-03T10:00:00Z",
+    "provider": "openai",
+    "model": "gpt-4o-mini-2024-07-18",
+    "operation": "analyze_text",
+    "organization_id": "org_a",
+    "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100},
+}
+
+
+def _event(event_id: str, **changes: object) -> dict[str, object]:
+    return {**GOOD_EVENT, "event_id": event_id, **changes}
+
+
+def _batches(database: Path) -> list[tuple[object, ...]]:
+    return query(
+        database,
+        "select rows_read, rows_loaded, rows_duplicate, rows_quarantined from raw.ingest_batches order by started_at",
+    )
+
+
+def test_same_file_twice_lands_once(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = write_jsonl(tmp_path / "events.jsonl", [_event("a"), _event("b")])
+
+    run_cli(database, "ingest", str(source))
+    second = run_cli(database, "ingest", str(source))
+
+    assert query(database, "select count(*) from raw.usage_events") == [(2,)]
+    assert "skipped, already loaded" in second.stdout
+    assert _batches(database) == [(2, 2, 0, 0)]
+
+
+def test_loaded_event_id_counts_as_duplicate(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    run_cli(database, "ingest", str(write_jsonl(tmp_path / "first.jsonl", [_event("a")])))
+    second = write_jsonl(tmp_path / "second.jsonl", [_event("a"), _event("b"), _event("b")])
+
+    result = run_cli(database, "ingest", str(second))
+
+    assert "read 3 = loaded 1 + duplicate 2 + quarantined 0" in result.stdout
+    assert query(database, "select count(*) from raw.usage_events") == [(2,)]
+
+
+def test_malformed_lines_quarantined_with_reason(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = tmp_path / "mixed.jsonl"
+    lines = [
+        json.dumps(_event("ok-1")),
+        '{"event_id": "broken", "created_at": ',
+        json.dumps(_event("neg", usage=None, input_tokens=-5, output_tokens=1)),
+        json.dumps({k: v for k, v in _event("no-time").items() if k != "created_at"}),
+        "[1, 2, 3]",
+        json.dumps(_event("ok-2")),
+    ]
+    source.write_text("\n".join(lines) + "\n")
+
+    result = run_cli(database, "ingest", str(source))
+
+    assert "read 6 = loaded 2 + duplicate 0 + quarantined 4" in result.stdout
+    reasons = dict(query(database, "select line_number, reason from raw.quarantined_rows"))
+    assert reasons == {2: "invalid_json", 3: "negative_token_count", 4: "missing_created_at", 5: "not_an_object"}
+    texts = dict(query(database, "select line_number, raw_text from raw.quarantined_rows"))
+    assert texts[2] == '{"event_id": "broken", "created_at": '
+
+
+def test_quarantine_list_shows_reason_and_fix(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = tmp_path / "bad.jsonl"
+    source.write_text(json.dumps(_event("bad", platform="azure_foundry")) + "\n")
+    run_cli(database, "ingest", str(source))
+
+    listing = run_cli(database, "quarantine", "list")
+
+    assert "invalid_platform: 1 rows" in listing.stdout
+    assert "'azure_foundry'" in listing.stdout
+    assert "quarantine replay" in listing.stdout
+
+
+def test_replay_lands_fixed_rows(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = tmp_path / "bad.jsonl"
+    source.write_text(json.dumps(_event("fixable", platform="azure_foundry")) + "\n")
+    run_cli(database, "ingest", str(source))
+    # An operator corrects the row in place, as after fixing the producer's platform name.
+
+    connection = duckdb.connect(str(database))
+    connection.execute("update raw.quarantined_rows set raw_text = replace(raw_text, 'azure_foundry', 'azure')")
+    connection.close()
+
+    replay = run_cli(database, "quarantine", "replay")
+    again = run_cli(database, "quarantine", "replay")
+
+    assert "read 1 = loaded 1 + duplicate 0 + quarantined 0" in replay.stdout
+    assert "read 0 = loaded 0" in again.stdout
+    assert query(database, "select platform, source_file, line_number from raw.usage_events") == [
+        ("azure", str(source), 1)
+    ]
+    assert query(database, "select replay_batch_id is not null from raw.quarantined_rows") == [(True,)]
+
+
+def test_replay_keeps_rows_still_invalid(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = tmp_path / "bad.jsonl"
+    source.write_text('{"event_id": "x", \n')
+    run_cli(database, "ingest", str(source))
+
+    replay = run_cli(database, "quarantine", "replay")
+
+    assert "read 1 = loaded 0 + duplicate 0 + quarantined 1" in replay.stdout
+    assert query(database, "select count(*) from raw.quarantined_rows where replayed_at is null") == [(1,)]
+
+
+def test_raw_rows_carry_lineage(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = write_jsonl(tmp_path / "events.jsonl", [_event("a"), _event("b")])
+    run_cli(database, "ingest", str(source))
+
+    rows = query(
+        database,
+        """
+        select events.event_id, events.source_file, events.line_number, events.loaded_at is not null,
+            events.batch_id = batches.batch_id
+        from raw.usage_events as events
+        cross join raw.ingest_batches as batches
+        order by events.line_number
+        """,
+    )
+    assert rows == [("a", str(source), 1, True, True), ("b", str(source), 2, True, True)]
+
+
+def test_gzipped_jsonl_and_unknown_fields(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = tmp_path / "events.jsonl.gz"
+    with gzip.open(source, "wt") as handle:
+        handle.write(json.dumps(_event("gz", surprise={"kept": True})) + "\n")
+
+    run_cli(database, "ingest", str(source))
+
+    assert query(database, "select extra_fields from raw.usage_events") == [('{"surprise":{"kept":true}}',)]
+
+
+def test_token_usage_csv_export_lands(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = tmp_path / "token_usage.csv"
+    source.write_text(
+        "id,created_at,provider,model,tool_name,operation,input_tokens,output_tokens,units,unit_type,"
+        "cost_usd,user_id,organization_id\n"
+        "41,2025-09-03 10:00:00+00,google,veo-3.0-generate-001,VEO Avatars,generate_video,,,8,video_seconds,"
+        "3.2,user_1,org_a\n"
+        "42,2025-09-03 10:05:00+00,openai,text-embedding-3-small,Knowledge Base,embed,4,0,,,0.00000008,user_1,\n"
+    )
+
+    run_cli(database, "ingest", str(source))
+
+    rows = query(
+        database,
+        "select event_id, units, reported_cost_usd, organization_id from raw.usage_events order by event_id",
+    )
+    assert rows == [
+        ("token_usage:41", Decimal("8.000000"), Decimal("3.200000000000"), "org_a"),
+        ("token_usage:42", None, Decimal("0.000000080000"), None),
+    ]
+    assert query(database, "select source_format from raw.ingest_batches") == [("token_usage_csv",)]
+
+
+def test_times_stored_as_utc(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    run_cli(database, "ingest", str(write_jsonl(tmp_path / "e.jsonl", [
+        _event("offset", created_at="2025-03-10T23:30:00-02:00"),
+        _event("naive", created_at="2025-03-10T23:30:00"),
+    ])))
+
+    rows = query(database, "select event_id, cast(created_at as varchar) from raw.usage_events order by event_id")
+    assert rows == [("naive", "2025-03-10 23:30:00"), ("offset", "2025-03-11 01:30:00")]
+    assert query(
+        database,
+        "select data_type from information_schema.columns where table_name = 'usage_events' and column_name = 'created_at'",
+    ) == [("TIMESTAMP",)]
+
+
+def test_missing_path_fails_clearly(tmp_path: Path) -> None:
+    result = run_cli(tmp_path / "w.duckdb", "ingest", str(tmp_path / "nope.jsonl"), check=False)
+
+    assert result.returncode == 1
+    assert "no such file or folder" in result.stderr

@@ -1,0 +1,99 @@
+"""Every shared usage case, ingested and built through the command line, priced as expected.
+
+Each case reproduces a fault that public usage trackers have shipped (cached tokens charged
+twice, tiers applied per run, unknown models priced at zero, ...); its expected costs are exact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT_DIR, BuiltWarehouse, query, shared_file
+
+
+def _case_names() -> list[str]:
+    path = PROJECT_DIR.parent / "shared" / "cases" / "usage_cases.jsonl"
+    if not path.exists():
+        return ["shared-cases-missing"]
+    return [json.loads(line)["case"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def _costs(database: Path) -> dict[str, tuple[str, Decimal | None]]:
+    rows = query(database, "select event_id, cast(usage_date as varchar), cost_usd from marts.fct_usage_events")
+    return {str(event_id): (str(day), cost) for event_id, day, cost in rows}  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("case_name", _case_names())
+def test_shared_case(case_name: str, usage_cases: list[dict], cases_warehouse: BuiltWarehouse) -> None:
+    case = next(case for case in usage_cases if case["case"] == case_name)
+    costs = _costs(cases_warehouse.database)
+    event_ids = [event["event_id"] for event in case["events"]]
+    billable = [event_id for event_id in event_ids if event_id in costs]
+
+    for event_id, expected in case.get("expected", {}).items():
+        assert event_id in costs, f"{event_id} is missing from marts.fct_usage_events"
+        cost = costs[event_id][1]
+        if expected is None:
+            assert cost is None, f"{event_id}: expected an unknown (null) cost, got {cost}"
+        else:
+            assert cost == Decimal(expected), f"{event_id}: expected {expected}, got {cost}"
+
+    if "billable_events" in case:
+        assert len(billable) == case["billable_events"], f"billable events: {billable}"
+
+    known = [costs[event_id][1] for event_id in billable if costs[event_id][1] is not None]
+    if "expected_total" in case:
+        assert sum(known, Decimal(0)) == Decimal(case["expected_total"])
+
+    daily: dict[str, Decimal] = defaultdict(Decimal)
+    for event_id in billable:
+        day, cost = costs[event_id]
+        daily[day] += cost or Decimal(0)
+    for day, expected in case.get("expected_daily", {}).items():
+        assert daily[day] == Decimal(expected), f"day {day}"
+
+
+def test_cases_build_has_no_failures(cases_warehouse: BuiltWarehouse) -> None:
+    assert "ERROR=0" in cases_warehouse.build.output
+
+
+def test_unknown_model_flagged_unpriced(cases_warehouse: BuiltWarehouse) -> None:
+    rows = query(
+        cases_warehouse.database,
+        "select cost_source, unpriced_reason, computed_cost_usd from marts.fct_usage_events where event_id = 'p-18'",
+    )
+    assert rows == [("unpriced", "unknown_model", None)]
+
+
+def test_stream_without_usage_unmetered(cases_warehouse: BuiltWarehouse) -> None:
+    rows = query(
+        cases_warehouse.database,
+        "select cost_source, is_metered from marts.fct_usage_events where event_id = 'p-08-a'",
+    )
+    assert rows == [("unmetered", False)]
+
+
+def test_unattributed_event_keeps_null_organization(cases_warehouse: BuiltWarehouse) -> None:
+    rows = query(
+        cases_warehouse.database,
+        "select organization_id, is_unattributed from marts.fct_usage_events where event_id = 'p-20-b'",
+    )
+    assert rows == [(None, True)]
+
+
+def test_check_cases_tool_passes(cases_warehouse: BuiltWarehouse) -> None:
+    """The shared checker drives the command line as an outside user would."""
+    tool = shared_file("tools/check_cases.py")
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("USAGE_WAREHOUSE_")}
+    completed = subprocess.run(
+        [sys.executable, str(tool)], cwd=PROJECT_DIR, capture_output=True, text=True, env=environment
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert completed.stdout.strip().splitlines()[-1].endswith("0 failed")
