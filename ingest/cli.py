@@ -65,6 +65,20 @@ def build(settings: Settings, full_refresh: bool, selection: str | None) -> None
     _build(settings, full_refresh=full_refresh, selection=selection)
 
 
+@cli.command("query")
+@click.argument("sql")
+@click.pass_obj
+def query_command(settings: Settings, sql: str) -> None:
+    """Run one read-only SQL query on the warehouse and print the rows."""
+    from ingest.summary import SummaryError, run_query
+
+    try:
+        columns, rows = run_query(settings, sql)
+    except SummaryError as error:
+        raise CommandError(str(error)) from None
+    _print_table(columns, rows)
+
+
 @cli.command()
 @click.option("--events", default=SAMPLE_EVENTS, show_default=True, type=click.IntRange(min=1),
               help="Number of lines to write.")
@@ -152,6 +166,20 @@ def quarantine_replay(settings: Settings, reason: str | None) -> None:
 def summary(settings: Settings) -> None:
     """Print events, cost by provider and operation, and unpriced and quarantined counts."""
     _summarize(settings)
+
+
+@cli.command("query")
+@click.argument("sql")
+@click.pass_obj
+def query_command(settings: Settings, sql: str) -> None:
+    """Run one read-only SQL query on the warehouse and print the rows."""
+    from ingest.summary import SummaryError, run_query
+
+    try:
+        columns, rows = run_query(settings, sql)
+    except SummaryError as error:
+        raise CommandError(str(error)) from None
+    _print_table(columns, rows)
 
 
 @cli.command()
@@ -255,6 +283,16 @@ def _print_batches(results: list[BatchResult]) -> None:
             click.echo(f"  quarantined {count} x {reason}")
         if not counts.reconciles:
             raise CommandError(f"batch {result.batch_id} does not reconcile: {counts}")
+
+
+def _print_table(columns: list[str], rows: list[tuple[object, ...]]) -> None:
+    cells = [columns, *[["" if value is None else str(value) for value in row] for row in rows]]
+    widths = [max(len(row[index]) for row in cells) for index in range(len(columns))]
+    for number, row in enumerate(cells):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if number == 0:
+            click.echo("  ".join("-" * width for width in widths))
+    click.echo(f"({len(rows)} rows)")
 
 
 def _shorten(text: str, width: int = 160) -> str:

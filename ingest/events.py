@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from ingest.usage import TokenCounts, UsageDerivationError, derive_token_counts
@@ -311,11 +311,11 @@ def normalize_model_name(model: str | None) -> str | None:
 
 def _token_counts(record: Mapping[str, Any], provider: str, model: str | None) -> TokenCounts | None:
     explicit = {name: _optional_count(record, name) for name in TOKEN_FIELDS}
+    explicit_details = _usage_details(record)
     payload = record.get("usage")
     if _blank(payload):
-        if all(count is None for count in explicit.values()):
+        if all(count is None for count in explicit.values()) and not explicit_details:
             return None
-        explicit_details = _usage_details(record)
         return TokenCounts(
             input_tokens=explicit["input_tokens"] or 0,
             cached_input_tokens=explicit["cached_input_tokens"] or 0,
@@ -358,6 +358,17 @@ def _check_token_invariants(counts: TokenCounts | None) -> None:
             f"{counts.cache_write_tokens} exceed input_tokens={counts.input_tokens}; "
             "input_tokens counts all input, cached included",
         )
+    for key, count in counts.details.items():
+        if not key.endswith("_tokens"):
+            continue
+        total_name = "output_tokens" if key.startswith("output_") else "input_tokens"
+        total = getattr(counts, total_name)
+        if count > total:
+            raise InvalidEvent(
+                "detail_exceeds_total",
+                f"usage_details {key}={count} exceeds {total_name}={total}; "
+                f"{total_name} counts every part, so send it too",
+            )
     if counts.reasoning_tokens > counts.output_tokens:
         raise InvalidEvent(
             "reasoning_exceeds_output",
@@ -402,7 +413,7 @@ def _optional_count(record: Mapping[str, Any], name: str) -> int | None:
 
 def _count(value: Any, name: str) -> int:
     number = _number(value)
-    if number is None or number != number.to_integral_value():
+    if number is None or not number.is_finite() or number != number.to_integral_value():
         raise InvalidEvent("invalid_token_count", f"{name}={value!r} is not a whole number of tokens")
     if number < 0:
         raise InvalidEvent(
@@ -422,7 +433,9 @@ def _optional_decimal(record: Mapping[str, Any], name: str, scale: Decimal) -> D
         raise InvalidEvent(f"negative_{name}", f"{name}={value!r} is negative")
     if number.adjusted() >= MAX_COST_DIGITS:
         raise InvalidEvent(f"invalid_{name}", f"{name}={value!r} is too large to store")
-    return number.quantize(scale, rounding=ROUND_HALF_EVEN)
+    # The default context keeps 28 digits; 26 integer digits plus 12 decimals need more.
+    with localcontext(prec=MAX_COST_DIGITS + 14):
+        return number.quantize(scale, rounding=ROUND_HALF_EVEN)
 
 
 def _number(value: Any) -> Decimal | None:

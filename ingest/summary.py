@@ -10,8 +10,8 @@ import duckdb
 from ingest.config import Settings
 
 TRY_QUERY = (
-    "select created_at, provider, model, tool_name, operation, input_tokens, output_tokens, units,\n"
-    "       unit_type, cost_usd from marts.token_usage order by created_at desc limit 20;"
+    "select created_at, provider, model, tool_name, operation, input_tokens, output_tokens, units, "
+    "unit_type, cost_usd from marts.token_usage order by created_at desc limit 20"
 )
 
 
@@ -35,7 +35,24 @@ def print_summary(settings: Settings) -> None:
     finally:
         connection.close()
     click.echo(f"\nDuckDB file: {settings.duckdb_path}")
-    click.echo(f"Try:\n  duckdb {settings.duckdb_path}\n  {TRY_QUERY}")
+    click.echo(f'Try:\n  .venv/bin/usage-warehouse query "{TRY_QUERY}"')
+
+
+def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[object, ...]]]:
+    """Run one query on a read-only connection and return the column names and rows."""
+    if not settings.duckdb_path.exists():
+        raise SummaryError(f"no warehouse at {settings.duckdb_path}; run `usage-warehouse run` first")
+    connection = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    try:
+        connection.execute("set TimeZone = 'UTC'")
+        try:
+            cursor = connection.execute(sql)
+        except duckdb.Error as error:
+            raise SummaryError(f"query failed: {error}") from None
+        columns = [description[0] for description in cursor.description or []]
+        return columns, cursor.fetchall()
+    finally:
+        connection.close()
 
 
 class SummaryError(RuntimeError):
