@@ -97,6 +97,8 @@ MAX_COST_DIGITS = 26  # integer digits that decimal(38, 12) leaves
 UNITS_SCALE = Decimal("0.000001")  # decimal(38, 6), enough for fractional seconds of video
 
 _VERTEX_MODEL_PATH = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/")
+# RFC 3339 needs a full date and a time; Python's parser alone would also take a bare date.
+_RFC3339_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
 class InvalidEvent(ValueError):
@@ -251,6 +253,11 @@ def parse_timestamp(value: Any) -> datetime:
             f"created_at={value!r} is not a string; use RFC 3339, for example 2025-09-03T10:00:00Z",
         )
     text = value.strip()
+    if not _RFC3339_PREFIX.match(text):
+        raise InvalidEvent(
+            "invalid_created_at",
+            f"created_at={value!r} is not an RFC 3339 timestamp; use for example 2025-09-03T10:00:00Z",
+        )
     if text.endswith(("z", "Z")):
         text = text[:-1] + "+00:00"
     # PostgreSQL writes offsets as +00 or -02; Python wants +00:00.
@@ -302,11 +309,8 @@ def normalize_model_name(model: str | None) -> str | None:
     """Strip SDK prefixes (`models/`, Vertex resource paths) and lower-case a model name."""
     if model is None:
         return None
-    name = model.strip()
-    name = _VERTEX_MODEL_PATH.sub("", name)
-    if name.startswith("models/"):
-        name = name[len("models/"):]
-    return name.lower() or None
+    name = _VERTEX_MODEL_PATH.sub("", model.strip().lower())
+    return name.removeprefix("models/") or None
 
 
 def _token_counts(record: Mapping[str, Any], provider: str, model: str | None) -> TokenCounts | None:
@@ -338,6 +342,13 @@ def _token_counts(record: Mapping[str, Any], provider: str, model: str | None) -
     except UsageDerivationError as error:
         raise InvalidEvent("invalid_usage", str(error)) from None
 
+    for key, count in explicit_details.items():
+        if derived.details.get(key, 0) != count:
+            raise InvalidEvent(
+                "tokens_disagree_with_usage",
+                f"usage_details {key}={count} disagrees with {derived.details.get(key, 0)} derived from the "
+                "usage payload; send either the payload or matching counts",
+            )
     for name, count in explicit.items():
         if count is not None and count != getattr(derived, name):
             raise InvalidEvent(

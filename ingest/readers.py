@@ -60,7 +60,7 @@ def source_kind(path: Path) -> str:
     if source_format(path) == "jsonl":
         return "jsonl"
     with _open_binary(path) as handle:
-        text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="")
+        text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
         header = next(csv.reader(text), [])
     return csv_kind(header)
 
@@ -99,7 +99,9 @@ def read_records(path: Path) -> Iterator[SourceRecord]:
             yield from _json_lines(handle)
     else:
         with _open_binary(path) as handle:
-            text = io.TextIOWrapper(handle, encoding="utf-8", errors="strict", newline="")
+            # Undecodable bytes become surrogates here, so one bad row is quarantined and the
+            # rows after it still read; utf-8-sig drops the byte order mark Excel writes.
+            text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
             yield from _csv_rows(path, text)
 
 
@@ -130,6 +132,8 @@ def _open_binary(path: Path) -> IO[bytes]:
 
 def _json_lines(handle: IO[bytes]) -> Iterator[SourceRecord]:
     for line_number, raw in enumerate(handle, start=1):
+        if line_number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
         try:
             text = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as error:
@@ -152,8 +156,10 @@ def _csv_rows(path: Path, text: io.TextIOWrapper) -> Iterator[SourceRecord]:
         header = next(reader)
     except StopIteration:
         return
-    except (csv.Error, UnicodeDecodeError) as error:
+    except csv.Error as error:
         raise SourceError(f"{path}: cannot read the CSV header ({error})") from None
+    if any(_has_undecodable_bytes(column) for column in header):
+        raise SourceError(f"{path}: the CSV header is not UTF-8; save the file as UTF-8")
     header = [column.strip() for column in header]
     if "created_at" not in header:
         raise SourceError(
@@ -171,15 +177,16 @@ def _csv_rows(path: Path, text: io.TextIOWrapper) -> Iterator[SourceRecord]:
         except csv.Error as error:
             yield SourceRecord(start_line, "", None, InvalidEvent("invalid_csv", f"unreadable CSV row ({error})"))
             continue
-        except UnicodeDecodeError as error:
-            yield SourceRecord(start_line, "", None, InvalidEvent(
-                "invalid_encoding", f"bytes at offset {error.start} are not UTF-8; write the file as UTF-8"
-            ))
-            return
         line_number = start_line
         if not any(value.strip() for value in values):
             continue
         raw_text = _csv_text(values)
+        if _has_undecodable_bytes(raw_text):
+            printable = raw_text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            yield SourceRecord(line_number, printable, None, InvalidEvent(
+                "invalid_encoding", "the row has bytes that are not UTF-8; write the file as UTF-8"
+            ))
+            continue
         if len(values) != len(header):
             yield SourceRecord(line_number, raw_text, None, InvalidEvent(
                 "ragged_csv_row",
@@ -190,6 +197,10 @@ def _csv_rows(path: Path, text: io.TextIOWrapper) -> Iterator[SourceRecord]:
         row = dict(zip(header, values, strict=True))
         fields = csv_record_fields(row, kind, raw_text, line_number)
         yield SourceRecord(line_number, raw_text, fields, raw_fields=json.dumps(row))
+
+
+def _has_undecodable_bytes(text: str) -> bool:
+    return any("\udc80" <= character <= "\udcff" for character in text)
 
 
 def _csv_text(values: list[str]) -> str:

@@ -386,7 +386,7 @@ class _Timeline:
         allocated = 0
         for slot in range(slots):
             cumulative_weight += self._slot_weight(slot)
-            # Integer arithmetic makes the allocation exact: the counts always sum to `count`.
+            # Integer arithmetic makes the allocation exact, so the counts always sum to `count`.
             boundary = self.count * cumulative_weight // total_weight
             yield from self._sorted_times(self.start_ms + slot * _HOUR_MS, boundary - allocated)
             allocated = boundary
@@ -401,7 +401,7 @@ class _Timeline:
             yield slot_start_ms + min(offset, _HOUR_MS - 1)
 
     def clamp(self, at_ms: int) -> int:
-        """Keep a follow-up event inside the window."""
+        """Move a follow-up event's time back to the window's last millisecond if it is later."""
         return min(at_ms, self.end_ms - 1)
 
     def format(self, at_ms: int) -> str:
@@ -608,21 +608,44 @@ class _AgentProfile(NamedTuple):
     step_tokens: int
     """Median tokens each tool result adds to the history."""
     output_tokens: int
+    """Median visible output tokens per request."""
     thinks: bool = False
+    """Whether requests also spend reasoning tokens."""
 
 
-AGENTS: dict[str, _AgentProfile] = {
+_AGENTS: dict[str, _AgentProfile] = {
     "brand_research": _AgentProfile(
-        "anthropic", (("claude-sonnet-4-5-20250929", 1.0),), (3, 7), 3800, 2500, 450
+        provider="anthropic",
+        models=(("claude-sonnet-4-5-20250929", 1.0),),
+        requests=(3, 7),
+        prefix_tokens=3800,
+        step_tokens=2500,
+        output_tokens=450,
     ),
     "script_generation": _AgentProfile(
-        "openai", (("gpt-4.1", 0.8), ("gpt-4o-mini-2024-07-18", 0.2)), (2, 4), 1600, 400, 900
+        provider="openai",
+        models=(("gpt-4.1", 0.8), ("gpt-4o-mini-2024-07-18", 0.2)),
+        requests=(2, 4),
+        prefix_tokens=1600,
+        step_tokens=400,
+        output_tokens=900,
     ),
     "caption_writer": _AgentProfile(
-        "openai", (("gpt-4o-mini-2024-07-18", 1.0),), (2, 3), 900, 200, 150
+        provider="openai",
+        models=(("gpt-4o-mini-2024-07-18", 1.0),),
+        requests=(2, 3),
+        prefix_tokens=900,
+        step_tokens=200,
+        output_tokens=150,
     ),
     "comics": _AgentProfile(
-        "google", (("gemini-2.5-flash", 1.0),), (3, 5), 2200, 600, 700, thinks=True
+        provider="google",
+        models=(("gemini-2.5-flash", 1.0),),
+        requests=(3, 5),
+        prefix_tokens=2200,
+        step_tokens=600,
+        output_tokens=700,
+        thinks=True,
     ),
 }
 
@@ -684,7 +707,7 @@ class _CallFactory:
             "doc_embed": self._doc_embed,
             "doc_embed_batch": self._doc_embed_batch,
         }
-        for agent in AGENTS:
+        for agent in _AGENTS:
             self._scenarios[f"agent_{agent}"] = functools.partial(self._agent_run, agent)
 
     def next_call(self, at_ms: int, limit: int) -> list[Event]:
@@ -725,7 +748,7 @@ class _CallFactory:
         }
 
     def _metadata(self, at_ms: int) -> Event:
-        return {"app_version": self._timeline.app_version(at_ms)}
+        return {"app_version": self._timeline.app_version(self._timeline.clamp(at_ms))}
 
     def _gemini_response_id(self) -> str:
         return _random_text(self._rng, 23, _BASE64URL_TABLE)
@@ -1013,7 +1036,7 @@ class _CallFactory:
     def _agent_run(self, agent: str, at_ms: int, user: _User, limit: int) -> list[Event]:
         """Build one event per model request of a run, whose history grows with every request."""
         rng = self._rng
-        profile = AGENTS[agent]
+        profile = _AGENTS[agent]
         run = _AgentRun(
             agent=agent,
             profile=profile,

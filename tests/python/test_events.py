@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import decimal
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -618,6 +617,12 @@ def test_parse_event_usage_invalid(usage: Any, expected_text: str) -> None:
 # --- units, cost, attributes, extra fields ---------------------------------------------------
 
 
+def test_parse_event_units_many_digits() -> None:
+    event = parse_event(make_record(units="12345678901234567890123", unit_type="tokens"))
+
+    assert event.units == Decimal("12345678901234567890123.000000")
+
+
 def test_parse_event_units_and_type() -> None:
     event = parse_event(make_record(operation="generate_video", units="8.5", unit_type="Video_Seconds"))
 
@@ -667,6 +672,7 @@ def test_parse_event_units_invalid(value: Any, reason: str, expected_text: str) 
         pytest.param("0.0000000000005", Decimal("0.000000000000"), id="half-even-down"),
         pytest.param("0.0000000000015", Decimal("0.000000000002"), id="half-even-up"),
         pytest.param("1234567890123456", Decimal("1234567890123456.000000000000"), id="sixteen-digits"),
+        pytest.param("9" * 26 + ".5", Decimal("9" * 26 + ".500000000000"), id="largest-size-allowed"),
     ],
 )
 def test_parse_event_cost_exact(value: Any, expected: Decimal) -> None:
@@ -814,3 +820,30 @@ def test_derived_event_id_stable() -> None:
 )
 def test_derived_event_id_differs(first: tuple[str, int], second: tuple[str, int]) -> None:
     assert derived_event_id(*first) != derived_event_id(*second)
+
+
+@pytest.mark.parametrize("value", ["2025-09-03", "20250903T100000Z", "10:00:00"])
+def test_parse_timestamp_rejects_non_rfc3339(value: str) -> None:
+    with pytest.raises(InvalidEvent) as raised:
+        parse_timestamp(value)
+
+    assert raised.value.reason == "invalid_created_at"
+    assert repr(value) in raised.value.message
+
+
+def test_normalize_model_name_upper_case_prefix() -> None:
+    assert normalize_model_name("MODELS/GEMINI-2.0-FLASH") == "gemini-2.0-flash"
+
+
+def test_parse_event_details_disagree_with_usage() -> None:
+    record = make_record(
+        provider="openai",
+        usage=OPENAI_CHAT_USAGE,
+        usage_details={"input_audio_tokens": 7},
+    )
+
+    with pytest.raises(InvalidEvent) as raised:
+        parse_event(record)
+
+    assert raised.value.reason == "tokens_disagree_with_usage"
+    assert "input_audio_tokens=7" in raised.value.message

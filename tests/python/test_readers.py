@@ -267,12 +267,6 @@ def test_read_records_csv_empty_file(tmp_path: Path) -> None:
     assert read_all(write_text(tmp_path / "events.csv", "")) == []
 
 
-@pytest.mark.xfail(
-    raises=SourceError,
-    strict=True,
-    reason="bug: the CSV reader decodes 8 KiB chunks, so an invalid byte in a small file fails the "
-    "header read and the whole file is rejected instead of one row",
-)
 def test_read_records_csv_invalid_utf8(tmp_path: Path) -> None:
     path = tmp_path / "events.csv"
     path.write_bytes(
@@ -288,11 +282,6 @@ def test_read_records_csv_invalid_utf8(tmp_path: Path) -> None:
     assert error_reasons(records) == [None, "invalid_encoding", None]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: after an invalid byte in a large CSV the reader stops, so the rows after it are "
-    "neither read nor quarantined, and the error names a line before the bad one (435, not 502)",
-)
 def test_read_records_csv_invalid_utf8_large(tmp_path: Path) -> None:
     rows = [f"e{index},2025-09-03T10:00:00Z,openai,chat\n".encode() for index in range(1000)]
     rows[500] = b"e500,2025-09-03T10:00:00Z,open\xffai,chat\n"
@@ -384,11 +373,6 @@ def test_read_records_derived_id(tmp_path: Path, header: str, row: str) -> None:
     assert first_read[0] != first_read[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a UTF-8 byte order mark (Excel's 'CSV UTF-8') stays in the first column name, so "
-    "the id column is read as '\\ufeffid' and its value is lost",
-)
 def test_read_records_token_usage_bom(tmp_path: Path) -> None:
     path = tmp_path / "token_usage.csv"
     path.write_bytes(
@@ -500,3 +484,12 @@ def test_file_sha256_large(tmp_path: Path) -> None:
     path.write_bytes(content)
 
     assert file_sha256(path) == hashlib.sha256(content).hexdigest()
+
+
+def test_read_records_jsonl_byte_order_mark(tmp_path: Path) -> None:
+    path = write_bytes(tmp_path / "bom.jsonl", b'\xef\xbb\xbf{"event_id": "a"}\n')
+
+    records = read_all(path)
+
+    assert records[0].error is None
+    assert records[0].fields == {"event_id": "a"}
