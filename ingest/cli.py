@@ -65,20 +65,6 @@ def build(settings: Settings, full_refresh: bool, selection: str | None) -> None
     _build(settings, full_refresh=full_refresh, selection=selection)
 
 
-@cli.command("query")
-@click.argument("sql")
-@click.pass_obj
-def query_command(settings: Settings, sql: str) -> None:
-    """Run one read-only SQL query on the warehouse and print the rows."""
-    from ingest.summary import SummaryError, run_query
-
-    try:
-        columns, rows = run_query(settings, sql)
-    except SummaryError as error:
-        raise CommandError(str(error)) from None
-    _print_table(columns, rows)
-
-
 @cli.command()
 @click.option("--events", default=SAMPLE_EVENTS, show_default=True, type=click.IntRange(min=1),
               help="Number of lines to write.")

@@ -30,7 +30,7 @@ from ingest.warehouse.base import QUARANTINE_SCHEMA, USAGE_EVENT_SCHEMA, BatchCo
 
 logger = logging.getLogger(__name__)
 
-CHUNK_ROWS = 20_000
+CHUNK_ROWS = 10_000
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Read source files of usage events record by record, with line numbers and original text.
 
-Readers stream: memory holds one record at a time whatever the file size. A record that cannot
+Readers stream, so memory keeps one record at a time whatever the file size. A record that cannot
 be read (invalid JSON, a ragged CSV row, bytes that are not UTF-8) comes back with its error, so
 the loader quarantines it and goes on with the rest of the file.
 """
@@ -99,8 +99,8 @@ def read_records(path: Path) -> Iterator[SourceRecord]:
             yield from _json_lines(handle)
     else:
         with _open_binary(path) as handle:
-            # Undecodable bytes become surrogates here, so one bad row is quarantined and the
-            # rows after it still read; utf-8-sig drops the byte order mark Excel writes.
+            # Undecodable bytes become surrogates, so one bad row is quarantined and the rows
+            # after it still read. The utf-8-sig codec drops the byte order mark Excel writes.
             text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
             yield from _csv_rows(path, text)
 

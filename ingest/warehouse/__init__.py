@@ -7,7 +7,7 @@ from ingest.warehouse.base import Warehouse
 
 
 def open_warehouse(settings: Settings) -> Warehouse:
-    """Open the warehouse of the configured target, applying pending migrations."""
+    """Open the warehouse of the configured target, migrated and without unfinished batches."""
     if settings.target == "duckdb":
         from ingest.warehouse.duckdb import DuckDBWarehouse
 
@@ -15,4 +15,5 @@ def open_warehouse(settings: Settings) -> Warehouse:
     else:
         raise ValueError(f"unsupported target {settings.target!r}; use duckdb")
     warehouse.apply_migrations()
+    warehouse.remove_unfinished_batches()
     return warehouse

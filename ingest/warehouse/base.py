@@ -115,7 +115,7 @@ class QuarantinedRow:
 
 
 class BatchWriter(ABC):
-    """Writes one batch inside one transaction: all of it lands, or none of it."""
+    """Writes one batch: all of it becomes visible to the models, or none of it."""
 
     @abstractmethod
     def append_events(self, events: pa.Table) -> None:
@@ -151,7 +151,11 @@ class Warehouse(ABC):
 
     @abstractmethod
     def batch(self, info: BatchInfo) -> AbstractContextManager[BatchWriter]:
-        """Open a batch; leaving the block without `finish` rolls everything back."""
+        """Open a batch; leaving the block without `finish` removes everything it wrote."""
+
+    @abstractmethod
+    def remove_unfinished_batches(self) -> list[str]:
+        """Remove what batches left by a process that died wrote, and return their ids."""
 
     @abstractmethod
     def quarantined_rows(self, reason: str | None = None, include_replayed: bool = False) -> Iterator[QuarantinedRow]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,91 +15,89 @@ import pyarrow as pa
 
 from ingest.warehouse.base import BatchCounts, BatchInfo, BatchWriter, QuarantinedRow, Warehouse
 
-EVENT_COLUMNS_SQL = "raw.usage_events"
+logger = logging.getLogger(__name__)
+
+DEFAULT_MEMORY_LIMIT = "256MB"
 
 
 class DuckDBBatchWriter(BatchWriter):
-    """Stages a batch in a temporary table, then lands what is new in one statement."""
+    """Lands a batch chunk by chunk, each chunk in a transaction of its own.
+
+    DuckDB keeps a transaction's uncommitted rows in memory, so one transaction per file would
+    make memory grow with the file. Instead the ledger row says `loading` until `finish` marks it
+    `loaded`; staging reads loaded batches only, and a batch that never finished is removed by
+    `DuckDBWarehouse.remove_unfinished_batches` before the next load.
+    """
 
     def __init__(self, connection: duckdb.DuckDBPyConnection, info: BatchInfo) -> None:
         self._connection = connection
         self._info = info
         self._quarantined = 0
-        self._staged = 0
+        self._received = 0
+        self._loaded = 0
         self.finished = False
 
     def append_events(self, events: pa.Table) -> None:
         if events.num_rows == 0:
             return
-        self._connection.register("incoming_events", events)
-        try:
-            self._connection.execute("insert into staged_events select * from incoming_events")
-        finally:
-            self._connection.unregister("incoming_events")
-        self._staged += events.num_rows
+        with _registered(self._connection, "incoming_events", events), _transaction(self._connection):
+            # The first line of an event id wins; an id landed before, by an earlier batch or an
+            # earlier chunk of this one, makes the row a duplicate.
+            row = self._connection.execute(
+                """
+                insert into raw.usage_events
+                select incoming.*
+                from incoming_events as incoming
+                anti join raw.usage_events as loaded on incoming.event_id = loaded.event_id
+                qualify row_number() over (partition by incoming.event_id order by incoming.line_number) = 1
+                """
+            ).fetchone()
+        self._received += events.num_rows
+        self._loaded += int(row[0]) if row else 0
 
     def append_quarantined(self, rows: pa.Table) -> None:
         if rows.num_rows == 0:
             return
-        self._connection.register("incoming_quarantine", rows)
-        try:
-            self._connection.execute(
-                "insert into raw.quarantined_rows by name select * from incoming_quarantine"
-            )
-        finally:
-            self._connection.unregister("incoming_quarantine")
+        with _registered(self._connection, "incoming_quarantine", rows), _transaction(self._connection):
+            self._connection.execute("insert into raw.quarantined_rows by name select * from incoming_quarantine")
         self._quarantined += rows.num_rows
 
     def mark_replayed(self, quarantine_ids: list[str]) -> None:
         if not quarantine_ids:
             return
-        self._connection.execute(
-            "update raw.quarantined_rows set replayed_at = ?, replay_batch_id = ? "
-            "where list_contains(?::varchar[], quarantine_id)",
-            [_utc_now(), self._info.batch_id, quarantine_ids],
-        )
+        with _transaction(self._connection):
+            self._connection.execute(
+                "update raw.quarantined_rows set replayed_at = ?, replay_batch_id = ? "
+                "where list_contains(?::varchar[], quarantine_id)",
+                [_utc_now(), self._info.batch_id, quarantine_ids],
+            )
 
     def finish(self, rows_read: int, rows_kept_in_quarantine: int = 0) -> BatchCounts:
-        # The first line of an event id wins within the batch; ids loaded before are duplicates.
-        self._connection.execute(
-            """
-            insert into raw.usage_events
-            select staged.*
-            from staged_events as staged
-            anti join raw.usage_events as loaded on staged.event_id = loaded.event_id
-            qualify row_number() over (partition by staged.event_id order by staged.line_number) = 1
-            """
-        )
-        loaded = self._count_batch_rows()
         counts = BatchCounts(
             rows_read=rows_read,
-            rows_loaded=loaded,
-            rows_duplicate=self._staged - loaded,
+            rows_loaded=self._loaded,
+            rows_duplicate=self._received - self._loaded,
             rows_quarantined=self._quarantined + rows_kept_in_quarantine,
         )
-        info = self._info
-        self._connection.execute(
-            "insert into raw.ingest_batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                info.batch_id, info.source_path, info.source_format, info.content_sha256, info.byte_count,
-                counts.rows_read, counts.rows_loaded, counts.rows_duplicate, counts.rows_quarantined,
-                info.started_at, _utc_now(), "loaded", info.ingest_version, info.catalog_version,
-            ],
-        )
+        with _transaction(self._connection):
+            self._connection.execute(
+                """
+                update raw.ingest_batches
+                set rows_read = ?, rows_loaded = ?, rows_duplicate = ?, rows_quarantined = ?,
+                    finished_at = ?, status = 'loaded'
+                where batch_id = ?
+                """,
+                [counts.rows_read, counts.rows_loaded, counts.rows_duplicate, counts.rows_quarantined,
+                 _utc_now(), self._info.batch_id],
+            )
         self.finished = True
         return counts
-
-    def _count_batch_rows(self) -> int:
-        row = self._connection.execute(
-            "select count(*) from raw.usage_events where batch_id = ?", [self._info.batch_id]
-        ).fetchone()
-        return int(row[0]) if row else 0
 
 
 class DuckDBWarehouse(Warehouse):
     """One DuckDB file; DuckDB admits one writing process at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         try:
@@ -109,6 +108,10 @@ class DuckDBWarehouse(Warehouse):
                 "close it and try again"
             ) from None
         self._connection.execute("set TimeZone = 'UTC'")
+        # Bounds DuckDB's buffer pool: it spills to disk beyond this, so a join over a large
+        # warehouse does not take the machine's memory.
+        self._connection.execute("set memory_limit = ?", [memory_limit])
+        self._connection.execute("set preserve_insertion_order = false")
 
     def apply_migrations(self) -> list[str]:
         self._connection.execute(
@@ -156,21 +159,57 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def batch(self, info: BatchInfo) -> Iterator[DuckDBBatchWriter]:
-        connection = self._connection
-        connection.execute("begin transaction")
-        connection.execute(
-            "create or replace temporary table staged_events as select * from raw.usage_events limit 0"
-        )
-        writer = DuckDBBatchWriter(connection, info)
+        with _transaction(self._connection):
+            self._connection.execute(
+                "insert into raw.ingest_batches values (?, ?, ?, ?, ?, 0, 0, 0, 0, ?, null, 'loading', ?, ?)",
+                [info.batch_id, info.source_path, info.source_format, info.content_sha256, info.byte_count,
+                 info.started_at, info.ingest_version, info.catalog_version],
+            )
+        writer = DuckDBBatchWriter(self._connection, info)
         try:
             yield writer
             if not writer.finished:
-                raise RuntimeError("batch left without finish()")
-            connection.execute("drop table staged_events")
-            connection.execute("commit")
+                raise RuntimeError(f"batch {info.batch_id} was left without finish()")
         except BaseException:
-            connection.execute("rollback")
+            self._remove_batch(info.batch_id, "failed")
             raise
+
+    def remove_unfinished_batches(self) -> list[str]:
+        """Remove the rows of batches still marked loading, left by a process that died.
+
+        DuckDB lets one process write a file at a time, so a batch still loading when another
+        process opens the file can never finish.
+        """
+        rows = self._connection.execute(
+            "select batch_id from raw.ingest_batches where status = 'loading'"
+        ).fetchall()
+        batch_ids = [str(row[0]) for row in rows]
+        for batch_id in batch_ids:
+            logger.warning("removing the rows of batch %s, which never finished loading", batch_id)
+            self._remove_batch(batch_id, "abandoned")
+        with _transaction(self._connection):
+            # Rows of a batch that failed while its cleanup could not run would otherwise make
+            # later rows with the same event ids count as duplicates.
+            for table in ("usage_events", "quarantined_rows"):
+                self._connection.execute(
+                    f"delete from raw.{table} where batch_id in "
+                    "(select batch_id from raw.ingest_batches where status in ('failed', 'abandoned'))"
+                )
+        return batch_ids
+
+    def _remove_batch(self, batch_id: str, status: str) -> None:
+        with _transaction(self._connection):
+            self._connection.execute("delete from raw.usage_events where batch_id = ?", [batch_id])
+            self._connection.execute("delete from raw.quarantined_rows where batch_id = ?", [batch_id])
+            self._connection.execute(
+                "update raw.quarantined_rows set replayed_at = null, replay_batch_id = null "
+                "where replay_batch_id = ?",
+                [batch_id],
+            )
+            self._connection.execute(
+                "update raw.ingest_batches set status = ?, finished_at = ? where batch_id = ?",
+                [status, _utc_now(), batch_id],
+            )
 
     def quarantined_rows(self, reason: str | None = None, include_replayed: bool = False) -> Iterator[QuarantinedRow]:
         sql = """
@@ -197,6 +236,26 @@ class WarehouseBusyError(RuntimeError):
 
 class MigrationError(RuntimeError):
     """An applied migration no longer matches its file."""
+
+
+@contextmanager
+def _transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    connection.execute("begin transaction")
+    try:
+        yield
+    except BaseException:
+        connection.execute("rollback")
+        raise
+    connection.execute("commit")
+
+
+@contextmanager
+def _registered(connection: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    connection.register(name, table)
+    try:
+        yield
+    finally:
+        connection.unregister(name)
 
 
 def _utc_now() -> datetime:

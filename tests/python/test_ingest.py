@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pytest
 
-from conftest import query, run_cli, write_jsonl
+from conftest import PROJECT_DIR, query, run_cli, write_jsonl
+from ingest import loader
+from ingest.catalog import ModelResolver
+from ingest.config import Settings
+from ingest.readers import read_records
+from ingest.warehouse import open_warehouse
+from ingest.warehouse.base import Warehouse
 
 GOOD_EVENT = {
     "event_id": "evt-1",
@@ -198,3 +207,64 @@ def test_missing_path_fails_clearly(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "no such file or folder" in result.stderr
+
+
+def _open(database: Path) -> Warehouse:
+    return open_warehouse(Settings(target="duckdb", duckdb_path=database, project_dir=PROJECT_DIR))
+
+
+# Lands the first chunk of a file under a new batch, then dies without finishing it.
+DYING_INGEST = """
+import os, sys
+from pathlib import Path
+from ingest import loader
+from ingest.catalog import ModelResolver
+from ingest.config import Settings
+from ingest.readers import read_records
+from ingest.warehouse import open_warehouse
+
+database, source = Path(sys.argv[1]), Path(sys.argv[2])
+warehouse = open_warehouse(Settings(target="duckdb", duckdb_path=database, project_dir=Path.cwd()))
+info = loader._batch_info(str(source), "jsonl", "sha-test", 1)
+batch = warehouse.batch(info)
+writer = batch.__enter__()
+records = [loader._Located(record, str(source)) for record in read_records(source)]
+events, _ = loader._validate(records, info, ModelResolver())
+writer.append_events(events)
+os._exit(9)
+"""
+
+
+def test_failed_batch_leaves_nothing(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = write_jsonl(tmp_path / "events.jsonl", [_event("a"), _event("b")])
+    warehouse = _open(database)
+    info = loader._batch_info(str(source), "jsonl", "sha-test", 1)
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        with warehouse.batch(info) as writer:
+            events, _ = loader._validate(
+                [loader._Located(record, str(source)) for record in read_records(source)], info, ModelResolver()
+            )
+            writer.append_events(events)
+            raise RuntimeError("disk on fire")
+    warehouse.close()
+
+    assert query(database, "select count(*) from raw.usage_events") == [(0,)]
+    assert query(database, "select status from raw.ingest_batches") == [("failed",)]
+
+
+def test_abandoned_batch_removed_on_open(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = write_jsonl(tmp_path / "events.jsonl", [_event("a"), _event("b")])
+    died = subprocess.run([sys.executable, "-c", DYING_INGEST, str(database), str(source)], cwd=PROJECT_DIR)
+    assert died.returncode == 9
+    assert query(database, "select count(*) from raw.usage_events") == [(2,)]
+
+    run_cli(database, "ingest", str(source))
+
+    assert query(database, "select status, rows_loaded from raw.ingest_batches order by started_at") == [
+        ("abandoned", 0),
+        ("loaded", 2),
+    ]
+    assert query(database, "select count(*) from raw.usage_events") == [(2,)]

@@ -3,6 +3,8 @@
 create schema if not exists raw;
 
 -- One row per ingested file (or quarantine replay): the ledger that makes ingest idempotent.
+-- status is loading until every row has landed, then loaded; failed and abandoned batches
+-- (a process that died) have had their rows removed.
 create table raw.ingest_batches (
     batch_id varchar primary key,
     source_path varchar not null,
@@ -14,7 +16,7 @@ create table raw.ingest_batches (
     rows_duplicate bigint not null,
     rows_quarantined bigint not null,
     started_at timestamp not null,
-    finished_at timestamp not null,
+    finished_at timestamp,
     status varchar not null,
     ingest_version varchar not null,
     catalog_version varchar not null

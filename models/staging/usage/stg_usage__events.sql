@@ -8,6 +8,23 @@ source as (
 
 ),
 
+batches as (
+
+    select * from {{ source('usage', 'ingest_batches') }}
+
+),
+
+landed as (
+
+    -- Rows of a batch still loading are not part of the warehouse yet.
+    select source.*
+    from source
+    inner join batches
+        on source.batch_id = batches.batch_id
+    where batches.status = 'loaded'
+
+),
+
 renamed as (
 
     select
@@ -67,7 +84,7 @@ renamed as (
         created_at,
         loaded_at
 
-    from source
+    from landed
 
 ),
 
