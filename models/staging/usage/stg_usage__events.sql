@@ -91,7 +91,7 @@ renamed as (
 ranked as (
 
     -- Streamed responses resend cumulative usage under one request id, and producers may
-    -- deliver an event twice: the latest snapshot holds the total, whatever the arrival order.
+    -- deliver an event twice. The latest snapshot contains the total, whatever the arrival order.
     select
         *,
         row_number() over (
