@@ -12,14 +12,16 @@ import click
 from ingest.catalog import ModelResolver, load_deployments
 from ingest.config import ConfigError, Settings, load_settings
 from ingest.dbt_runner import DbtError, run_dbt
-from ingest.loader import BatchResult, ingest_paths, replay_quarantine
-from ingest.readers import SourceError
+from ingest.loader import BatchResult, ingest_file, replay_quarantine
+from ingest.readers import SourceError, expand_paths
 from ingest.sample import SampleSummary
+from ingest.warehouse.base import Warehouse
 
 logger = logging.getLogger("ingest")
 
 SAMPLE_EVENTS = 5000
 SAMPLE_DAYS = 30
+MAX_SAMPLE_DAYS = 3650
 
 
 class CommandError(click.ClickException):
@@ -52,8 +54,7 @@ def cli(context: click.Context, target: str | None, duckdb_path: str | None, ver
 @click.pass_obj
 def ingest(settings: Settings, paths: tuple[Path, ...]) -> None:
     """Land the events of PATHS (files or folders of .jsonl, .csv, optionally .gz)."""
-    results = _ingest(settings, list(paths))
-    _print_batches(results)
+    _ingest(settings, list(paths))
 
 
 @cli.command()
@@ -68,12 +69,12 @@ def build(settings: Settings, full_refresh: bool, selection: str | None) -> None
 @cli.command()
 @click.option("--events", default=SAMPLE_EVENTS, show_default=True, type=click.IntRange(min=1),
               help="Number of lines to write.")
-@click.option("--days", default=SAMPLE_DAYS, show_default=True, type=click.IntRange(min=1),
+@click.option("--days", default=SAMPLE_DAYS, show_default=True, type=click.IntRange(1, MAX_SAMPLE_DAYS),
               help="Number of days the events span, ending on --end.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed; the same seed gives the same file.")
 @click.option("--end", "end", type=click.DateTime(formats=["%Y-%m-%d"]),
               help="Last UTC day of the events [default: today].")
-@click.option("--out", type=click.Path(path_type=Path), help="Output file [default: warehouse/sample_events.jsonl.gz].")
+@click.option("--out", type=click.Path(path_type=Path), help="Output file [default: sample_events.jsonl.gz beside the DuckDB file].")
 @click.pass_obj
 def sample(settings: Settings, events: int, days: int, seed: int, end: object, out: Path | None) -> None:
     """Write a realistic, reproducible sample of the app's usage events."""
@@ -111,9 +112,7 @@ def quarantine() -> None:
 @click.pass_obj
 def quarantine_list(settings: Settings, reason: str | None, limit: int) -> None:
     """Show quarantined rows that have not been replayed, grouped by reason."""
-    from ingest.warehouse import open_warehouse
-
-    warehouse = open_warehouse(settings)
+    warehouse = _open_warehouse(settings)
     try:
         rows = list(warehouse.quarantined_rows(reason=reason))
     finally:
@@ -137,9 +136,7 @@ def quarantine_list(settings: Settings, reason: str | None, limit: int) -> None:
 @click.pass_obj
 def quarantine_replay(settings: Settings, reason: str | None) -> None:
     """Validate quarantined rows again and land those that now pass."""
-    from ingest.warehouse import open_warehouse
-
-    warehouse = open_warehouse(settings)
+    warehouse = _open_warehouse(settings)
     try:
         result = replay_quarantine(warehouse, _resolver(settings), reason)
     finally:
@@ -158,7 +155,7 @@ def summary(settings: Settings) -> None:
 @click.argument("sql")
 @click.pass_obj
 def query_command(settings: Settings, sql: str) -> None:
-    """Run one read-only SQL query on the warehouse and print the rows."""
+    """Run one SQL query on a read-only connection to the warehouse and print the rows."""
     from ingest.summary import SummaryError, run_query
 
     try:
@@ -171,7 +168,7 @@ def query_command(settings: Settings, sql: str) -> None:
 @cli.command()
 @click.option("--events", default=SAMPLE_EVENTS, show_default=True, type=click.IntRange(min=1),
               help="Number of sample lines to generate.")
-@click.option("--days", default=SAMPLE_DAYS, show_default=True, type=click.IntRange(min=1),
+@click.option("--days", default=SAMPLE_DAYS, show_default=True, type=click.IntRange(1, MAX_SAMPLE_DAYS),
               help="Number of days the sample spans.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed of the sample.")
 @click.pass_obj
@@ -179,31 +176,45 @@ def run(settings: Settings, events: int, days: int, seed: int) -> None:
     """Run the main job: write the sample, ingest it, build, and print a summary."""
     path = _default_sample_path(settings)
     _print_sample(_write_sample(path, events, days, seed, None))
-    _print_batches(_ingest(settings, [path]))
+    _ingest(settings, [path])
     _build(settings, full_refresh=False, selection=None)
     _summarize(settings)
 
 
-def _ingest(settings: Settings, paths: list[Path]) -> list[BatchResult]:
+def _ingest(settings: Settings, paths: list[Path]) -> None:
+    """Land each file as its own batch, printing each result; a file that fails stops no other."""
+    try:
+        files = expand_paths(paths)
+    except SourceError as error:
+        raise CommandError(str(error)) from None
+    warehouse = _open_warehouse(settings)
+    resolver = _resolver(settings)
+    failed: list[str] = []
+    try:
+        for path in files:
+            try:
+                _print_batches([ingest_file(path, warehouse, resolver)])
+            except SourceError as error:
+                click.echo(f"{path}: failed, nothing from it landed: {error}", err=True)
+                failed.append(str(path))
+    finally:
+        warehouse.close()
+    if failed:
+        raise CommandError(f"{len(failed)} of {len(files)} files failed: {', '.join(failed)}")
+
+
+def _open_warehouse(settings: Settings) -> Warehouse:
     from ingest.warehouse import open_warehouse
 
     try:
-        warehouse = open_warehouse(settings)
+        return open_warehouse(settings)
     except RuntimeError as error:
         raise CommandError(str(error)) from None
-    try:
-        return ingest_paths(paths, warehouse, _resolver(settings))
-    except SourceError as error:
-        raise CommandError(str(error)) from None
-    finally:
-        warehouse.close()
 
 
 def _build(settings: Settings, *, full_refresh: bool, selection: str | None) -> None:
-    from ingest.warehouse import open_warehouse
-
     # Migrations first, so a build on a new file finds the raw tables it reads.
-    open_warehouse(settings).close()
+    _open_warehouse(settings).close()
     arguments = ["build"]
     if full_refresh:
         arguments.append("--full-refresh")

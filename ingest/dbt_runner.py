@@ -1,17 +1,24 @@
-"""Run dbt on the project in this repository, pointed at the configured warehouse."""
+"""Run dbt on the project in this repository, pointed at the configured warehouse.
+
+dbt runs in a child process, so its warehouse connection is closed when it returns and the
+command line can open the warehouse again (DuckDB rejects a second connection with another
+configuration inside one process).
+"""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ingest.config import Settings
 
 
 class DbtError(RuntimeError):
-    """dbt could not run, or a check that proves the logic failed."""
+    """dbt could not run at all."""
 
 
 @dataclass(frozen=True)
@@ -24,38 +31,37 @@ class DbtOutcome:
 
 
 def run_dbt(settings: Settings, arguments: list[str]) -> DbtOutcome:
-    """Run one dbt command (for example ["build"]) in-process and collect failures and warnings."""
-    from dbt.cli.main import dbtRunner
+    """Run one dbt command (for example ["build"]) and collect failures and warnings by node.
 
+    dbt's own output goes to this process's standard output as dbt prints it.
+    """
+    dbt = Path(sys.executable).with_name("dbt")
+    if not dbt.exists():
+        raise DbtError(f"dbt is not installed next to {sys.executable}; run `make venv` to install it")
     project = str(settings.project_dir)
-    full_arguments = [*arguments, "--project-dir", project, "--profiles-dir", project]
-    with _environment(settings.dbt_environment()):
-        result = dbtRunner().invoke(full_arguments)
-    if result.exception is not None:
-        raise DbtError(f"dbt {' '.join(arguments)} could not run: {result.exception}")
+    # Each warehouse gets its own dbt target folder beside it, so builds of two warehouses do
+    # not overwrite each other's compiled SQL and results.
+    target = settings.duckdb_path.parent / "dbt_target"
+    results_path = target / "run_results.json"
+    results_path.unlink(missing_ok=True)
+    command = [
+        str(dbt), *arguments,
+        "--project-dir", project, "--profiles-dir", project, "--target-path", str(target),
+    ]
+    environment = {**os.environ, **settings.dbt_environment()}
+    completed = subprocess.run(command, env=environment, cwd=project, check=False)
+    if not results_path.exists():
+        raise DbtError(f"dbt {' '.join(arguments)} exited {completed.returncode} before running any node")
+    results = json.loads(results_path.read_text())["results"]
 
     failures: list[str] = []
     warnings: list[str] = []
-    for node_result in getattr(result.result, "results", None) or []:
-        status = str(node_result.status).lower()
-        name = node_result.node.name
-        message = node_result.message or ""
+    for result in results:
+        status = str(result.get("status", "")).lower()
+        name = str(result.get("unique_id", "")).split(".")[-1]
+        message = f"{name}: {result.get('message') or ''}".strip()
         if status in ("error", "fail", "runtime error"):
-            failures.append(f"{name}: {message}".strip())
+            failures.append(message)
         elif status == "warn":
-            warnings.append(f"{name}: {message}".strip())
-    return DbtOutcome(success=bool(result.success), failures=failures, warnings=warnings)
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+            warnings.append(message)
+    return DbtOutcome(success=completed.returncode == 0, failures=failures, warnings=warnings)

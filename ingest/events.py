@@ -93,8 +93,11 @@ SERVICE_TIER_ALIASES = {
 }
 
 COST_SCALE = Decimal("0.000000000001")  # decimal(38, 12), the type of every cost column
-MAX_COST_DIGITS = 26  # integer digits that decimal(38, 12) leaves
 UNITS_SCALE = Decimal("0.000001")  # decimal(38, 6), enough for fractional seconds of video
+# Costs and units stay below 10^12 per event, so sums over billions of events still fit the
+# 26 integer digits that decimal(38, 12) leaves.
+MAX_AMOUNT_DIGITS = 12
+MAX_TOKEN_COUNT = 2**63 - 1  # bigint
 
 _VERTEX_MODEL_PATH = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/")
 # RFC 3339 needs a full date and a time; Python's parser alone would also take a bare date.
@@ -264,13 +267,14 @@ def parse_timestamp(value: Any) -> datetime:
     text = re.sub(r"([+-]\d{2})$", r"\1:00", text)
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         raise InvalidEvent(
             "invalid_created_at",
-            f"created_at={value!r} is not an RFC 3339 timestamp; use for example 2025-09-03T10:00:00Z",
+            f"created_at={value!r} is not an RFC 3339 timestamp between years 1 and 9999 in UTC; "
+            "use for example 2025-09-03T10:00:00Z",
         ) from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed
 
 
@@ -430,6 +434,8 @@ def _count(value: Any, name: str) -> int:
         raise InvalidEvent(
             "negative_token_count", f"{name}={value!r} is negative; token counts are never below 0"
         )
+    if number > MAX_TOKEN_COUNT:
+        raise InvalidEvent("invalid_token_count", f"{name}={value!r} is larger than a bigint can store")
     return int(number)
 
 
@@ -442,11 +448,17 @@ def _optional_decimal(record: Mapping[str, Any], name: str, scale: Decimal) -> D
         raise InvalidEvent(f"invalid_{name}", f"{name}={value!r} is not a number")
     if number < 0:
         raise InvalidEvent(f"negative_{name}", f"{name}={value!r} is negative")
-    if number.adjusted() >= MAX_COST_DIGITS:
-        raise InvalidEvent(f"invalid_{name}", f"{name}={value!r} is too large to store")
-    # The default context keeps 28 digits; 26 integer digits plus 12 decimals need more.
-    with localcontext(prec=MAX_COST_DIGITS + 14):
-        return number.quantize(scale, rounding=ROUND_HALF_EVEN)
+    if number.adjusted() >= MAX_AMOUNT_DIGITS:
+        raise InvalidEvent(
+            f"invalid_{name}", f"{name}={value!r} is too large; one event's {name} must stay below 10^12"
+        )
+    with localcontext(prec=40):
+        stored = number.quantize(scale, rounding=ROUND_HALF_EVEN)
+    if name == "units" and stored != number:
+        raise InvalidEvent(
+            "invalid_units", f"units={value!r} has more than 6 decimal places; send the units rounded"
+        )
+    return stored
 
 
 def _number(value: Any) -> Decimal | None:

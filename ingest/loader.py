@@ -26,7 +26,14 @@ from ingest import __version__
 from ingest.catalog import ModelResolver
 from ingest.events import InvalidEvent, UsageEvent, parse_event, parse_json_line
 from ingest.readers import SourceRecord, csv_record_fields, expand_paths, file_sha256, read_records, source_kind
-from ingest.warehouse.base import QUARANTINE_SCHEMA, USAGE_EVENT_SCHEMA, BatchCounts, BatchInfo, Warehouse
+from ingest.warehouse.base import (
+    QUARANTINE_SCHEMA,
+    USAGE_EVENT_SCHEMA,
+    BatchCounts,
+    BatchInfo,
+    QuarantinedRow,
+    Warehouse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +102,7 @@ def replay_quarantine(warehouse: Warehouse, resolver: ModelResolver, reason: str
     label = "quarantine replay" + (f" of reason {reason}" if reason else "")
     info = _batch_info(label, "quarantine", f"replay:{uuid.uuid4().hex}", 0)
     with warehouse.batch(info) as writer:
-        located = [
-            _Located(_replayed_record(row.source_format, row.raw_text, row.raw_fields, row.line_number),
-                     row.source_file)
-            for row in rows
-        ]
+        located = [_Located(_replayed_record(row), row.source_file) for row in rows]
         events, failed = _validate(located, info, resolver)
         landed_lines = set(zip(events.column("source_file").to_pylist(), events.column("line_number").to_pylist(),
                                strict=True))
@@ -114,8 +117,13 @@ def replay_quarantine(warehouse: Warehouse, resolver: ModelResolver, reason: str
     return result
 
 
-def _replayed_record(source_format: str, raw_text: str, raw_fields: str | None, line_number: int) -> SourceRecord:
+def _replayed_record(row: QuarantinedRow) -> SourceRecord:
+    source_format, raw_text, raw_fields, line_number = row.source_format, row.raw_text, row.raw_fields, row.line_number
     try:
+        if row.reason == "invalid_encoding":
+            # The stored text has replacement characters where the bytes were: landing it would
+            # store corrupted values, so only the fixed file, ingested again, can land this row.
+            raise InvalidEvent("invalid_encoding", "the row's bytes were not UTF-8; fix the file and ingest it again")
         if source_format == "jsonl":
             return SourceRecord(line_number, raw_text, parse_json_line(raw_text))
         if raw_fields is None:

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +94,18 @@ def file_sha256(path: Path) -> str:
 
 
 def read_records(path: Path) -> Iterator[SourceRecord]:
-    """Yield the records of a JSON Lines or CSV file, gzipped or not."""
+    """Yield the records of a JSON Lines or CSV file, gzipped or not.
+
+    Raises `SourceError` when the file itself cannot be read to its end (a truncated or corrupt
+    gzip file, for example).
+    """
+    try:
+        yield from _read_records(path)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise SourceError(f"{path}: the gzip data is truncated or corrupt ({error}); compress the file again") from None
+
+
+def _read_records(path: Path) -> Iterator[SourceRecord]:
     if source_format(path) == "jsonl":
         with _open_binary(path) as handle:
             yield from _json_lines(handle)
@@ -161,6 +173,9 @@ def _csv_rows(path: Path, text: io.TextIOWrapper) -> Iterator[SourceRecord]:
     if any(_has_undecodable_bytes(column) for column in header):
         raise SourceError(f"{path}: the CSV header is not UTF-8; save the file as UTF-8")
     header = [column.strip() for column in header]
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if repeated:
+        raise SourceError(f"{path}: the CSV header names {', '.join(repeated)} more than once; keep one of each")
     if "created_at" not in header:
         raise SourceError(
             f"{path}: the CSV header has no created_at column; the first line must name the columns"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import click
 import duckdb
@@ -21,7 +23,7 @@ def print_summary(settings: Settings) -> None:
         raise SummaryError(
             f"no warehouse at {settings.duckdb_path}; run `usage-warehouse ingest FILE` and `usage-warehouse build` first"
         )
-    connection = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    connection = _connect_read_only(settings.duckdb_path)
     try:
         connection.execute("set TimeZone = 'UTC'")
         marts = connection.execute(
@@ -35,14 +37,17 @@ def print_summary(settings: Settings) -> None:
     finally:
         connection.close()
     click.echo(f"\nDuckDB file: {settings.duckdb_path}")
-    click.echo(f'Try:\n  .venv/bin/usage-warehouse query "{TRY_QUERY}"')
+    command = Path(sys.argv[0]).absolute()
+    click.echo(f'Try:\n  {command} query "{TRY_QUERY}"')
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[object, ...]]]:
     """Run one query on a read-only connection and return the column names and rows."""
+    if not sql.strip():
+        raise SummaryError("the query is empty; pass one SQL statement, for example \"select 1\"")
     if not settings.duckdb_path.exists():
         raise SummaryError(f"no warehouse at {settings.duckdb_path}; run `usage-warehouse run` first")
-    connection = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    connection = _connect_read_only(settings.duckdb_path)
     try:
         connection.execute("set TimeZone = 'UTC'")
         try:
@@ -56,7 +61,16 @@ def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[objec
 
 
 class SummaryError(RuntimeError):
-    """The warehouse has nothing to summarize yet."""
+    """The warehouse cannot be read, or has nothing to summarize yet."""
+
+
+def _connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as error:
+        raise SummaryError(
+            f"cannot open {path} ({error}); if another process is writing it, wait for it to finish"
+        ) from None
 
 
 def _print_totals(connection: duckdb.DuckDBPyConnection) -> None:

@@ -98,14 +98,14 @@ class DuckDBWarehouse(Warehouse):
     """One DuckDB file; DuckDB admits one writing process at a time."""
 
     def __init__(self, path: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             self._connection = duckdb.connect(str(path))
-        except duckdb.IOException as error:
-            raise WarehouseBusyError(
-                f"cannot open {path}: {error}. Another process (a running build or a notebook) may hold it; "
-                "close it and try again"
+        except (OSError, duckdb.Error) as error:
+            raise WarehouseOpenError(
+                f"cannot open the DuckDB warehouse {path}: {error}. Check that the path names a writable "
+                "file, and that no other process (a build, a notebook) has it open"
             ) from None
         self._connection.execute("set TimeZone = 'UTC'")
         # Bounds DuckDB's buffer pool: it spills to disk beyond this, so a join over a large
@@ -230,8 +230,8 @@ class DuckDBWarehouse(Warehouse):
         self._connection.close()
 
 
-class WarehouseBusyError(RuntimeError):
-    """The DuckDB file is locked by another process."""
+class WarehouseOpenError(RuntimeError):
+    """The DuckDB file cannot be opened: a bad path, no permission, or another process has it."""
 
 
 class MigrationError(RuntimeError):

@@ -169,3 +169,15 @@ def test_summary_prints_totals(sample_warehouse: BuiltWarehouse) -> None:
     assert "Cost by provider and operation (USD)" in result.stdout
     assert "Quarantined rows:" in result.stdout
     assert str(sample_warehouse.database) in result.stdout
+
+
+def test_main_job_runs_in_one_process(tmp_path: Path) -> None:
+    """`run` builds and then reads the warehouse in the same process, as `make run` does."""
+    database = tmp_path / "run.duckdb"
+
+    result = run_cli(database, "run", "--events", "600", "--days", "7")
+
+    assert "Usage warehouse summary" in result.stdout
+    assert "Cost by provider and operation (USD)" in result.stdout
+    assert f"DuckDB file: {database}" in result.stdout
+    assert "query \"select created_at" in result.stdout

@@ -617,10 +617,24 @@ def test_parse_event_usage_invalid(usage: Any, expected_text: str) -> None:
 # --- units, cost, attributes, extra fields ---------------------------------------------------
 
 
-def test_parse_event_units_many_digits() -> None:
-    event = parse_event(make_record(units="12345678901234567890123", unit_type="tokens"))
+def test_parse_event_units_largest_allowed() -> None:
+    event = parse_event(make_record(units="999999999999.5", unit_type="images"))
 
-    assert event.units == Decimal("12345678901234567890123.000000")
+    assert event.units == Decimal("999999999999.500000")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        pytest.param("1000000000000", "invalid_units", id="too-large"),
+        pytest.param("0.0000001", "invalid_units", id="too-many-decimals"),
+    ],
+)
+def test_parse_event_units_invalid(value: str, reason: str) -> None:
+    invalid = parse_invalid(make_record(units=value, unit_type="images"))
+
+    assert invalid.reason == reason
+    assert repr(value) in invalid.message
 
 
 def test_parse_event_units_and_type() -> None:
@@ -671,8 +685,8 @@ def test_parse_event_units_invalid(value: Any, reason: str, expected_text: str) 
         pytest.param("0", Decimal("0.000000000000"), id="zero"),
         pytest.param("0.0000000000005", Decimal("0.000000000000"), id="half-even-down"),
         pytest.param("0.0000000000015", Decimal("0.000000000002"), id="half-even-up"),
-        pytest.param("1234567890123456", Decimal("1234567890123456.000000000000"), id="sixteen-digits"),
-        pytest.param("9" * 26 + ".5", Decimal("9" * 26 + ".500000000000"), id="largest-size-allowed"),
+        pytest.param("123456789012", Decimal("123456789012.000000000000"), id="twelve-digits"),
+        pytest.param("9" * 12 + ".5", Decimal("9" * 12 + ".500000000000"), id="largest-size-allowed"),
     ],
 )
 def test_parse_event_cost_exact(value: Any, expected: Decimal) -> None:
@@ -682,10 +696,10 @@ def test_parse_event_cost_exact(value: Any, expected: Decimal) -> None:
     assert event.reported_cost_usd.as_tuple().exponent == -12
 
 
-def test_parse_event_cost_seventeen_digits() -> None:
-    event = parse_event(make_record(cost_usd="12345678901234567"))
+def test_parse_event_cost_below_limit() -> None:
+    event = parse_event(make_record(cost_usd="123456789012.0000000000005"))
 
-    assert event.reported_cost_usd == Decimal("12345678901234567.000000000000")
+    assert event.reported_cost_usd == Decimal("123456789012.000000000000")
 
 
 @pytest.mark.parametrize(
@@ -697,6 +711,7 @@ def test_parse_event_cost_seventeen_digits() -> None:
         pytest.param("NaN", "invalid_cost_usd", "cost_usd='NaN'", id="nan"),
         pytest.param("Infinity", "invalid_cost_usd", "cost_usd='Infinity'", id="infinity"),
         pytest.param("1e30", "invalid_cost_usd", "cost_usd='1e30'", id="too-large"),
+        pytest.param("1e12", "invalid_cost_usd", "cost_usd='1e12'", id="trillion"),
         pytest.param(True, "invalid_cost_usd", "cost_usd=True", id="bool"),
     ],
 )
@@ -847,3 +862,19 @@ def test_parse_event_details_disagree_with_usage() -> None:
 
     assert raised.value.reason == "tokens_disagree_with_usage"
     assert "input_audio_tokens=7" in raised.value.message
+
+
+@pytest.mark.parametrize("value", [2**63, "9223372036854775808"])
+def test_parse_event_token_count_beyond_bigint(value: Any) -> None:
+    invalid = parse_invalid(make_record(input_tokens=value, output_tokens=1))
+
+    assert invalid.reason == "invalid_token_count"
+    assert "bigint" in invalid.message
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+05:45", "9999-12-31T23:00:00-05:00"])
+def test_parse_timestamp_out_of_range(value: str) -> None:
+    with pytest.raises(InvalidEvent) as raised:
+        parse_timestamp(value)
+
+    assert raised.value.reason == "invalid_created_at"

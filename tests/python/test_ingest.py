@@ -268,3 +268,45 @@ def test_abandoned_batch_removed_on_open(tmp_path: Path) -> None:
         ("loaded", 2),
     ]
     assert query(database, "select count(*) from raw.usage_events") == [(2,)]
+
+
+def test_truncated_gzip_fails_alone(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    lines = "".join(json.dumps(_event(f"t{number}")) + "\n" for number in range(2000))
+    whole = gzip.compress(lines.encode())
+    (folder / "a_truncated.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    write_jsonl(folder / "b_good.jsonl", [_event("good")])
+
+    result = run_cli(database, "ingest", str(folder), check=False)
+
+    assert result.returncode == 1
+    assert "a_truncated.jsonl.gz" in result.stderr
+    assert "truncated or corrupt" in result.stderr
+    assert "b_good.jsonl: read 1 = loaded 1" in result.stdout
+    assert query(database, "select event_id from raw.usage_events") == [("good",)]
+    assert query(database, "select status from raw.ingest_batches order by started_at") == [("failed",), ("loaded",)]
+
+
+def test_csv_repeated_column_rejected(tmp_path: Path) -> None:
+    source = tmp_path / "repeated.csv"
+    source.write_text("event_id,created_at,provider,operation,provider\ne1,2025-09-03T10:00:00Z,openai,embed,google\n")
+
+    result = run_cli(tmp_path / "w.duckdb", "ingest", str(source), check=False)
+
+    assert result.returncode == 1
+    assert "names provider more than once" in result.stderr
+
+
+def test_replay_keeps_undecodable_rows(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = tmp_path / "latin1.jsonl"
+    line = json.dumps(_event("cafe", tool_name="caf\u00e9"), ensure_ascii=False).encode("cp1252")
+    source.write_bytes(line + b"\n")
+    run_cli(database, "ingest", str(source))
+
+    replay = run_cli(database, "quarantine", "replay")
+
+    assert "read 1 = loaded 0 + duplicate 0 + quarantined 1" in replay.stdout
+    assert query(database, "select count(*) from raw.usage_events") == [(0,)]

@@ -91,12 +91,18 @@ renamed as (
 ranked as (
 
     -- Streamed responses resend cumulative usage under one request id, and producers may
-    -- deliver an event twice. The latest snapshot contains the total, whatever the arrival order.
+    -- deliver an event twice. The latest snapshot contains the total, whatever the arrival
+    -- order. A snapshot without usage never replaces one with usage, so a late resend that lost
+    -- its usage cannot turn a known cost into an unknown one.
     select
         *,
         row_number() over (
             partition by billable_key
-            order by created_at desc, loaded_at desc, event_id desc
+            order by
+                case when has_usage then 0 else 1 end,
+                created_at desc,
+                loaded_at desc,
+                event_id desc
         ) as snapshot_rank
     from renamed
 
