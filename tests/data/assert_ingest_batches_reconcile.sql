@@ -42,7 +42,8 @@ left join landed
     on batches.batch_id = landed.batch_id
 left join quarantined
     on batches.batch_id = quarantined.batch_id
-where batches.rows_read <> batches.rows_loaded + batches.rows_duplicate + batches.rows_quarantined
+where
+    batches.rows_read <> batches.rows_loaded + batches.rows_duplicate + batches.rows_quarantined
     or batches.rows_loaded <> coalesce(landed.landed_rows, 0)
     -- A replay keeps rows that fail again under their first batch, so it may count more.
     or batches.rows_quarantined < coalesce(quarantined.quarantined_rows, 0)
