@@ -128,7 +128,10 @@ def quarantine_list(settings: Settings, reason: str | None, limit: int) -> None:
         for row in group[:limit]:
             click.echo(f"  {row.source_file}:{row.line_number}  {row.message}")  # type: ignore[attr-defined]
             click.echo(f"    {_shorten(row.raw_text)}")  # type: ignore[attr-defined]
-    click.echo("after fixing the cause, run `usage-warehouse quarantine replay`")
+    click.echo(
+        "after fixing the cause, run `usage-warehouse quarantine replay`; close rows that no replay can "
+        "land with `usage-warehouse quarantine dismiss`"
+    )
 
 
 @quarantine.command("replay")
@@ -142,6 +145,23 @@ def quarantine_replay(settings: Settings, reason: str | None) -> None:
     finally:
         warehouse.close()
     _print_batches([result])
+
+
+@quarantine.command("dismiss")
+@click.option("--reason", help="Dismiss only rows quarantined for this reason code.")
+@click.option("--batch", "batch_id", help="Dismiss only rows of this batch id.")
+@click.option("--note", required=True, help="Why the rows need no replay, for example where the fixed rows came from.")
+@click.pass_obj
+def quarantine_dismiss(settings: Settings, reason: str | None, batch_id: str | None, note: str) -> None:
+    """Close quarantined rows that no replay can land, keeping them with a note."""
+    if reason is None and batch_id is None:
+        raise CommandError("name the rows to dismiss with --reason, --batch or both")
+    warehouse = _open_warehouse(settings)
+    try:
+        count = warehouse.dismiss_quarantined(note, reason=reason, batch_id=batch_id)
+    finally:
+        warehouse.close()
+    click.echo(f"dismissed {count} quarantined rows")
 
 
 @cli.command()

@@ -213,6 +213,8 @@ def _quarantine_row(item: _Located, invalid: InvalidEvent, info: BatchInfo, now:
         "quarantined_at": now,
         "replayed_at": None,
         "replay_batch_id": None,
+        "dismissed_at": None,
+        "dismissal_note": None,
     }
 
 

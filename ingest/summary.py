@@ -124,7 +124,7 @@ def _print_quarantine(connection: duckdb.DuckDBPyConnection) -> None:
         """
         select reason, count(*)
         from raw.quarantined_rows
-        where replayed_at is null
+        where replayed_at is null and dismissed_at is null
         group by reason
         order by count(*) desc, reason
         """

@@ -67,6 +67,8 @@ QUARANTINE_SCHEMA = pa.schema([
     ("quarantined_at", pa.timestamp("us")),
     ("replayed_at", pa.timestamp("us")),
     ("replay_batch_id", pa.string()),
+    ("dismissed_at", pa.timestamp("us")),
+    ("dismissal_note", pa.string()),
 ])
 
 
@@ -160,6 +162,10 @@ class Warehouse(ABC):
     @abstractmethod
     def quarantined_rows(self, reason: str | None = None, include_replayed: bool = False) -> Iterator[QuarantinedRow]:
         """Yield quarantined rows, oldest first, optionally of one reason only."""
+
+    @abstractmethod
+    def dismiss_quarantined(self, note: str, reason: str | None = None, batch_id: str | None = None) -> int:
+        """Mark open quarantined rows (of one reason or batch, or all) as dismissed; return how many."""
 
     @abstractmethod
     def close(self) -> None:

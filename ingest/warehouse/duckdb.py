@@ -216,11 +216,24 @@ class DuckDBWarehouse(Warehouse):
             select quarantine_id, batch_id, source_file, line_number, source_format, raw_text, raw_fields,
                 reason, message, quarantined_at
             from raw.quarantined_rows
-            where (? or replayed_at is null) and (? is null or reason = ?)
+            where (? or (replayed_at is null and dismissed_at is null)) and (? is null or reason = ?)
             order by quarantined_at, source_file, line_number
         """
         for row in self._connection.execute(sql, [include_replayed, reason, reason]).fetchall():
             yield QuarantinedRow(*row)
+
+    def dismiss_quarantined(self, note: str, reason: str | None = None, batch_id: str | None = None) -> int:
+        with _transaction(self._connection):
+            row = self._connection.execute(
+                """
+                update raw.quarantined_rows
+                set dismissed_at = ?, dismissal_note = ?
+                where replayed_at is null and dismissed_at is null
+                    and (? is null or reason = ?) and (? is null or batch_id = ?)
+                """,
+                [_utc_now(), note, reason, reason, batch_id, batch_id],
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def query(self, sql: str, parameters: list[object] | None = None) -> list[tuple[object, ...]]:
         """Run a read query and return all rows (used by summaries and tests)."""

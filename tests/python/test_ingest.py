@@ -310,3 +310,27 @@ def test_replay_keeps_undecodable_rows(tmp_path: Path) -> None:
 
     assert "read 1 = loaded 0 + duplicate 0 + quarantined 1" in replay.stdout
     assert query(database, "select count(*) from raw.usage_events") == [(0,)]
+
+
+def test_dismissed_rows_leave_open_list(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = tmp_path / "bad.jsonl"
+    source.write_text('{"event_id": "x", \n' + json.dumps(_event("bad", platform="nowhere")) + "\n")
+    run_cli(database, "ingest", str(source))
+
+    dismissed = run_cli(database, "quarantine", "dismiss", "--reason", "invalid_json", "--note", "resent fixed")
+    listing = run_cli(database, "quarantine", "list")
+
+    assert "dismissed 1 quarantined rows" in dismissed.stdout
+    assert "invalid_json" not in listing.stdout
+    assert "invalid_platform: 1 rows" in listing.stdout
+    assert query(database, "select dismissal_note from raw.quarantined_rows where reason = 'invalid_json'") == [
+        ("resent fixed",)
+    ]
+
+
+def test_dismiss_needs_a_selection(tmp_path: Path) -> None:
+    result = run_cli(tmp_path / "w.duckdb", "quarantine", "dismiss", "--note", "x", check=False)
+
+    assert result.returncode == 1
+    assert "--reason, --batch or both" in result.stderr
