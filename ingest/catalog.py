@@ -1,7 +1,7 @@
 """Resolve the model an event names to a model of the genai-prices catalog.
 
-Resolution uses genai-prices' own matcher, so the prefixes, dated snapshots and aliases it knows
-resolve the way its `calc_price` would. The platform picks the catalog provider, and a seed maps
+Resolution uses genai-prices' own matcher, so the prefixes, dated snapshots and aliases it
+recognizes resolve the way its `calc_price` would. The platform picks the catalog provider, and a seed maps
 deployment names (Azure deployments and the like) to the models behind them. The result is stored
 on each raw event, and the price seeds are joined on it in SQL.
 """
@@ -31,7 +31,7 @@ class ModelResolution:
     """Where an event's prices come from.
 
     `catalog_provider_id` is the catalog provider of the call's platform; `price_provider_id` is
-    the provider whose model list holds the model (they differ when the catalog falls back, as
+    the provider whose model list contains the model (they differ when the catalog falls back, as
     Azure does to OpenAI's list). `status` is matched, deployment, unknown_model, unknown_provider
     or no_model.
     """
@@ -43,7 +43,7 @@ class ModelResolution:
 
 
 class ModelResolver:
-    """Resolve (provider, platform, model name) triples, caching each answer."""
+    """Resolve (provider, platform, model name) triples, caching each resolution."""
 
     def __init__(self, deployments: Mapping[tuple[str, str], str] | None = None) -> None:
         self._deployments = dict(deployments or {})
@@ -101,7 +101,7 @@ def _catalog_provider_id(provider: str, platform: str) -> str | None:
 
 @cache
 def _model_owners() -> dict[int, str]:
-    """Map each catalog ModelInfo object to the id of the provider whose list holds it."""
+    """Map each catalog ModelInfo object to the id of the provider whose list contains it."""
     return {
         id(model): provider.id
         for provider in data_snapshot.get_snapshot().providers

@@ -17,7 +17,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the warehouse is and which dbt project builds it."""
+    """Warehouse location and the dbt project that builds it."""
 
     target: str
     duckdb_path: Path

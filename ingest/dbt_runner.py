@@ -23,7 +23,7 @@ class DbtError(RuntimeError):
 
 @dataclass(frozen=True)
 class DbtOutcome:
-    """What a dbt invocation ended with, by node."""
+    """Outcome of one dbt invocation, with failures and warnings by node."""
 
     success: bool
     failures: list[str] = field(default_factory=list)

@@ -74,7 +74,7 @@ QUARANTINE_SCHEMA = pa.schema([
 
 @dataclass(frozen=True)
 class BatchInfo:
-    """What the ledger records about one batch before its rows are counted."""
+    """Ledger facts about one batch, known before its rows are counted."""
 
     batch_id: str
     source_path: str
@@ -88,7 +88,7 @@ class BatchInfo:
 
 @dataclass(frozen=True)
 class BatchCounts:
-    """How the rows of one batch ended; read = loaded + duplicate + quarantined."""
+    """Row counts of one batch, where read = loaded + duplicate + quarantined."""
 
     rows_read: int
     rows_loaded: int

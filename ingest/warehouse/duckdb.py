@@ -24,7 +24,7 @@ class DuckDBBatchWriter(BatchWriter):
     """Lands a batch chunk by chunk, each chunk in a transaction of its own.
 
     DuckDB keeps a transaction's uncommitted rows in memory, so one transaction per file would
-    make memory grow with the file. Instead the ledger row says `loading` until `finish` marks it
+    make memory grow with the file. Instead the ledger row stays `loading` until `finish` marks it
     `loaded`; staging reads loaded batches only, and a batch that never finished is removed by
     `DuckDBWarehouse.remove_unfinished_batches` before the next load.
     """
@@ -41,7 +41,7 @@ class DuckDBBatchWriter(BatchWriter):
         if events.num_rows == 0:
             return
         with _registered(self._connection, "incoming_events", events), _transaction(self._connection):
-            # The first line of an event id wins; an id landed before, by an earlier batch or an
+            # The first line of an event id wins. An id landed before, by an earlier batch or an
             # earlier chunk of this one, makes the row a duplicate.
             row = self._connection.execute(
                 """

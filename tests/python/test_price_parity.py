@@ -40,7 +40,7 @@ def _catalog_cost(row: tuple[object, ...]) -> Decimal:
         output_reasoning_tokens=reasoning,  # type: ignore[arg-type]
         **json.loads(details or "{}"),  # type: ignore[arg-type]
     )
-    # A deployment name is not a model reference the catalog knows: use the model it maps to.
+    # The catalog cannot match a deployment name, so use the model it maps to.
     model_ref = catalog_model_id if resolution == "deployment" else model_name
     calculation = genai_prices.calc_price(
         usage,

@@ -1,7 +1,7 @@
 """Every shared usage case, ingested and built through the command line, priced as expected.
 
-Each case reproduces a fault that public usage trackers have shipped (cached tokens charged
-twice, tiers applied per run, unknown models priced at zero, ...); its expected costs are exact.
+Each case reproduces a fault that public usage trackers have shipped, such as cached tokens
+charged twice, tiers applied per run or unknown models priced at zero. Expected costs are exact.
 """
 
 from __future__ import annotations
