@@ -156,12 +156,16 @@ def quarantine_dismiss(settings: Settings, reason: str | None, batch_id: str | N
     """Close quarantined rows that no replay can land, keeping them with a note."""
     if reason is None and batch_id is None:
         raise CommandError("name the rows to dismiss with --reason, --batch or both")
+    if not note.strip():
+        raise CommandError("--note is empty; say why the rows need no replay")
     warehouse = _open_warehouse(settings)
     try:
         count = warehouse.dismiss_quarantined(note, reason=reason, batch_id=batch_id)
     finally:
         warehouse.close()
     click.echo(f"dismissed {count} quarantined rows")
+    if count == 0:
+        click.echo("no open rows matched; `usage-warehouse quarantine list` shows the open reasons")
 
 
 @cli.command()

@@ -39,9 +39,9 @@ def run_dbt(settings: Settings, arguments: list[str]) -> DbtOutcome:
     if not dbt.exists():
         raise DbtError(f"dbt is not installed next to {sys.executable}; run `make venv` to install it")
     project = str(settings.project_dir)
-    # Each warehouse gets its own dbt target folder beside it, so builds of two warehouses do
-    # not overwrite each other's compiled SQL and results.
-    target = settings.duckdb_path.parent / "dbt_target"
+    # Each warehouse file gets its own dbt target folder beside it, so builds of two warehouses
+    # do not overwrite each other's compiled SQL and results.
+    target = settings.duckdb_path.with_name(f"{settings.duckdb_path.name}.dbt_target")
     results_path = target / "run_results.json"
     results_path.unlink(missing_ok=True)
     command = [
@@ -58,7 +58,8 @@ def run_dbt(settings: Settings, arguments: list[str]) -> DbtOutcome:
     warnings: list[str] = []
     for result in results:
         status = str(result.get("status", "")).lower()
-        name = str(result.get("unique_id", "")).split(".")[-1]
+        # unique_id is resource_type.package.name, with a hash after the name for generic tests.
+        name = str(result.get("unique_id", "")).split(".")[2]
         message = f"{name}: {result.get('message') or ''}".strip()
         if status in ("error", "fail", "runtime error"):
             failures.append(message)

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any
 
+from genai_prices.data_units import unit_data
+
 from ingest.usage import TokenCounts, UsageDerivationError, derive_token_counts
 
 REQUIRED_FIELDS = ("event_id", "created_at", "provider", "operation")
@@ -80,6 +82,9 @@ PROVIDER_ALIASES: dict[str, tuple[str, str | None]] = {
     "mistralai": ("mistral", None),
 }
 
+# Usage keys of genai-prices' unit registry, the names `usage_details` may use.
+GENAI_USAGE_KEYS = frozenset(unit_data)
+
 PLATFORMS = frozenset(("api", "vertex", "azure", "bedrock", "openrouter"))
 
 SERVICE_TIER_ALIASES = {
@@ -87,6 +92,7 @@ SERVICE_TIER_ALIASES = {
     "default": "standard",
     "auto": "standard",
     "on_demand": "standard",
+    "on-demand": "standard",
     "batch": "batch",
     "flex": "flex",
     "priority": "priority",
@@ -97,7 +103,8 @@ UNITS_SCALE = Decimal("0.000001")  # decimal(38, 6), enough for fractional secon
 # Costs and units stay below 10^12 per event, so sums over billions of events still fit the
 # 26 integer digits that decimal(38, 12) leaves.
 MAX_AMOUNT_DIGITS = 12
-MAX_TOKEN_COUNT = 2**63 - 1  # bigint
+# Far above any real call, and low enough that count times price stays within decimal(38, 18).
+MAX_TOKEN_COUNT = 10**15
 
 _VERTEX_MODEL_PATH = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/")
 # RFC 3339 needs a full date and a time; Python's parser alone would also take a bare date.
@@ -241,9 +248,9 @@ def parse_event(record: Mapping[str, Any]) -> UsageEvent:
         units=units,
         unit_type=unit_type.lower() if unit_type else None,
         reported_cost_usd=_optional_decimal(record, "cost_usd", COST_SCALE),
-        usage_payload=record.get("usage"),
+        usage_payload=_json_value(record.get("usage")),
         attributes=_optional_object(record, "attributes"),
-        metadata=record.get("metadata"),
+        metadata=_json_value(record.get("metadata")),
         extra_fields={key: value for key, value in record.items() if key not in KNOWN_FIELDS},
     )
 
@@ -297,16 +304,15 @@ def normalize_platform(value: str) -> str:
 
 
 def normalize_service_tier(value: str | None) -> str:
-    """Return standard, batch, flex or priority; an absent tier is standard."""
+    """Return standard, batch, flex or priority for known names; an absent tier is standard.
+
+    Another tier (OpenAI's `scale`, say) is kept in lower case: the event lands, and stays
+    unpriced until a price for that tier exists.
+    """
     if value is None:
         return "standard"
-    tier = SERVICE_TIER_ALIASES.get(value.strip().lower())
-    if tier is None:
-        raise InvalidEvent(
-            "invalid_service_tier",
-            f"service_tier={value!r} is not one of standard, batch, flex, priority",
-        )
-    return tier
+    name = value.strip().lower()
+    return SERVICE_TIER_ALIASES.get(name, name)
 
 
 def normalize_model_name(model: str | None) -> str | None:
@@ -403,6 +409,13 @@ def _usage_details(record: Mapping[str, Any]) -> dict[str, int]:
             "invalid_usage_details",
             f"usage_details={details!r} is not an object of genai-prices usage keys to token counts",
         )
+    unknown = sorted(str(key) for key in details if key not in GENAI_USAGE_KEYS)
+    if unknown:
+        raise InvalidEvent(
+            "unknown_usage_key",
+            f"usage_details has {', '.join(unknown)}, which genai-prices does not know as usage keys; "
+            "use its keys, such as input_audio_tokens or cache_write_1h_tokens",
+        )
     return {str(key): _count(value, f"usage_details.{key}") for key, value in details.items()}
 
 
@@ -435,7 +448,9 @@ def _count(value: Any, name: str) -> int:
             "negative_token_count", f"{name}={value!r} is negative; token counts are never below 0"
         )
     if number > MAX_TOKEN_COUNT:
-        raise InvalidEvent("invalid_token_count", f"{name}={value!r} is larger than a bigint can store")
+        raise InvalidEvent(
+            "invalid_token_count", f"{name}={value!r} is above the limit of 10^15 tokens for one event"
+        )
     return int(number)
 
 
@@ -486,6 +501,18 @@ def _optional_object(record: Mapping[str, Any], name: str) -> Mapping[str, Any] 
         value = _json_object_text(value, name)
     if not isinstance(value, Mapping):
         raise InvalidEvent(f"invalid_{name}", f"{name}={value!r} is not a JSON object")
+    return value
+
+
+def _json_value(value: Any) -> Any:
+    """Return a value as given, parsing JSON text (as CSV cells carry it); blank becomes None."""
+    if _blank(value):
+        return None
+    if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
+        try:
+            return json.loads(value, parse_float=Decimal)
+        except json.JSONDecodeError:
+            return value
     return value
 
 

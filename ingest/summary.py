@@ -91,7 +91,7 @@ def _print_totals(connection: duckdb.DuckDBPyConnection) -> None:
     events, computed, reported, unpriced, unmetered, unattributed, known_cost = row
     click.echo("\nUsage warehouse summary")
     click.echo(f"  billable events      {events:>10,}")
-    click.echo(f"  priced from catalog  {computed:>10,}")
+    click.echo(f"  cost computed        {computed:>10,}   from token or unit prices")
     click.echo(f"  reported cost only   {reported:>10,}")
     click.echo(f"  unpriced (no price)  {unpriced:>10,}   cost unknown, not counted as 0")
     click.echo(f"  unmetered (no usage) {unmetered:>10,}   cost unknown, not counted as 0")
@@ -114,9 +114,9 @@ def _print_cost_by_provider_and_operation(connection: duckdb.DuckDBPyConnection)
         """
     ).fetchall()
     click.echo("\nCost by provider and operation (USD)")
-    click.echo(f"  {'provider':<12}{'operation':<24}{'events':>9}{'known cost':>16}{'unknown cost':>14}")
+    click.echo(f"  {'provider':<12}{'operation':<24}{'events':>9}{'known cost':>16}{'events w/o cost':>17}")
     for provider, operation, events, cost, unknown in rows:
-        click.echo(f"  {provider:<12}{operation:<24}{events:>9,}{_usd(cost):>16}{unknown:>14,}")
+        click.echo(f"  {provider:<12}{operation:<24}{events:>9,}{_usd(cost):>16}{unknown:>17,}")
 
 
 def _print_quarantine(connection: duckdb.DuckDBPyConnection) -> None:

@@ -147,13 +147,17 @@ def _corrupt(event: Event, rng: random.Random) -> tuple[str, str]:
     return kind, _ENCODER.encode(event)
 
 
+# Totals that no usage extractor reads, so a negative one would not make the line invalid.
+_TOTAL_KEYS = frozenset(("total_tokens", "totalTokenCount"))
+
+
 def _token_fields(event: Event) -> list[tuple[dict[str, Any], str]]:
     """Top-level token counts of an event, as (container, key) pairs."""
     container = event.get("usage", event)
     return [
         (container, key)
         for key, value in container.items()
-        if key.endswith(("_tokens", "TokenCount")) and isinstance(value, int)
+        if key.endswith(("_tokens", "TokenCount")) and key not in _TOTAL_KEYS and isinstance(value, int)
     ]
 
 
@@ -161,7 +165,7 @@ def _invalid_timestamp(created_at: str, rng: random.Random) -> Any:
     day, _, clock = created_at.partition("T")
     choices: list[Any] = [
         f"{day}T25:61:00Z",  # hour and minute out of range
-        f"{day} {clock[:8]}",  # no "T" separator and no offset
+        f"{day[:4]}/{day[5:7]}/{day[8:]} {clock[:8]}",  # slashes in the date
         f"{day[:5]}13{day[7:]}T{clock}",  # month 13
         "not a timestamp",
         int(datetime.fromisoformat(created_at).timestamp()),  # epoch seconds instead of text

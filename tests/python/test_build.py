@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import PROJECT_DIR, BuiltWarehouse, query, run_cli
+from conftest import PROJECT_DIR, BuiltWarehouse, query, run_cli, write_jsonl
 
 VERIFICATION_QUERY = (
     "select created_at, provider, model, tool_name, operation, input_tokens, output_tokens, units, "
@@ -181,3 +181,22 @@ def test_main_job_runs_in_one_process(tmp_path: Path) -> None:
     assert "Cost by provider and operation (USD)" in result.stdout
     assert f"DuckDB file: {database}" in result.stdout
     assert "query \"select created_at" in result.stdout
+
+
+def test_daily_key_separator_in_values(tmp_path: Path) -> None:
+    """Values containing the characters a naive key would join with still get distinct keys."""
+    database = tmp_path / "keys.duckdb"
+    base = {"created_at": "2025-09-03T10:00:00Z", "provider": "openai", "model": "gpt-4o-2024-08-06",
+            "input_tokens": 10, "output_tokens": 1}
+    write_jsonl(tmp_path / "keys.jsonl", [
+        {**base, "event_id": "one", "operation": "agent_run", "tool_name": "x|y"},
+        {**base, "event_id": "two", "operation": "agent_run|x", "tool_name": "y"},
+        {**base, "event_id": "three", "operation": "agent_run", "tool_name": "1:x"},
+        {**base, "event_id": "four", "operation": "agent_run", "tool_name": None},
+    ])
+    run_cli(database, "ingest", str(tmp_path / "keys.jsonl"))
+
+    build = run_cli(database, "build", check=False)
+
+    assert build.returncode == 0, build.output[-3000:]
+    assert query(database, "select count(distinct daily_key) from marts.fct_usage_daily") == [(4,)]

@@ -111,7 +111,7 @@ joined as (
         token_costs.token_cost_usd,
         unit_price_matches.unit_price_id,
         unit_price_matches.unit_price_usd,
-        rule_matches.price_multiplier,
+        rule_matches.price_multiplier as rule_price_multiplier,
         case
             when unit_priced_models.model_name is not null then 'units'
             when events.catalog_model_id is not null then 'tokens'
@@ -163,10 +163,10 @@ costed as (
                 then case
                     when not needs_tier_rule then {{ usd('token_cost_usd') }}
                     -- Narrow both factors first, so the product's scale stays within 38 digits.
-                    when price_multiplier is not null
+                    when rule_price_multiplier is not null
                         then {{ usd(
                             'cast(token_cost_usd as decimal(38, 18))'
-                            ~ ' * cast(price_multiplier as decimal(9, 6))'
+                            ~ ' * cast(rule_price_multiplier as decimal(9, 6))'
                         ) }}
                 end
         end as computed_cost_usd
@@ -179,6 +179,11 @@ classified as (
     select
         *,
         coalesce(computed_cost_usd, reported_cost_usd) as cost_usd,
+        -- The rule's multiplier only where it set the price, so the column never suggests a
+        -- discount on top of the catalog's own batch price.
+        case
+            when needs_tier_rule and computed_cost_usd is not null then rule_price_multiplier
+        end as price_multiplier,
         case
             when computed_cost_usd is not null then 'computed'
             when reported_cost_usd is not null then 'reported'
@@ -190,7 +195,7 @@ classified as (
             when model_resolution = 'unknown_provider' then 'unknown_provider'
             when pricing_basis is null and model_resolution = 'no_model' then 'no_model'
             when pricing_basis is null then 'unknown_model'
-            when pricing_basis = 'units' then 'no_unit_price_at_date'
+            when pricing_basis = 'units' then 'no_unit_price'
             when coalesce(price_line_count, 0) = 0 then 'no_price_at_date'
             when unsupported_line_count > 0 then 'unsupported_price_unit'
             when negative_line_count > 0 then 'usage_inconsistent_with_price'

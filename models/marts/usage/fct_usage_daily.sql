@@ -49,14 +49,9 @@ aggregated as (
 final as (
 
     select
-        {{ dbt.hash(dbt.concat([
-            "cast(usage_date as " ~ dbt.type_string() ~ ")",
-            "'|'", "coalesce(organization_id, '')",
-            "'|'", "provider",
-            "'|'", "coalesce(model_name, '')",
-            "'|'", "operation",
-            "'|'", "coalesce(tool_name, '')",
-        ])) }} as daily_key,
+        {{ grain_key([
+            "usage_date", "organization_id", "provider", "model_name", "operation", "tool_name"
+        ]) }} as daily_key,
         *,
         unpriced_event_count + unmetered_event_count = 0 as is_cost_complete
     from aggregated

@@ -93,7 +93,9 @@ ranked as (
     -- Streamed responses resend cumulative usage under one request id, and producers may
     -- deliver an event twice. The latest snapshot contains the total, whatever the arrival
     -- order. A snapshot without usage never replaces one with usage, so a late resend that lost
-    -- its usage cannot turn a known cost into an unknown one.
+    -- its usage cannot turn a known cost into an unknown one. Producers often stamp every chunk
+    -- of a stream with the request's start time, so among equal times the larger cumulative
+    -- token count is the later snapshot.
     select
         *,
         row_number() over (
@@ -101,6 +103,7 @@ ranked as (
             order by
                 case when has_usage then 0 else 1 end,
                 created_at desc,
+                coalesce(input_tokens, 0) + coalesce(output_tokens, 0) desc,
                 loaded_at desc,
                 event_id desc
         ) as snapshot_rank
