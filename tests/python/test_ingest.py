@@ -6,6 +6,7 @@ import gzip
 import json
 import subprocess
 import sys
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ingest import loader
 from ingest.catalog import ModelResolver
 from ingest.config import Settings
 from ingest.readers import read_records
+from ingest.sample import write_sample
 from ingest.warehouse import open_warehouse
 from ingest.warehouse.base import Warehouse
 
@@ -221,6 +223,7 @@ from ingest import loader
 from ingest.catalog import ModelResolver
 from ingest.config import Settings
 from ingest.readers import read_records
+from ingest.sample import write_sample
 from ingest.warehouse import open_warehouse
 
 database, source = Path(sys.argv[1]), Path(sys.argv[2])
@@ -334,3 +337,16 @@ def test_dismiss_needs_a_selection(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "--reason, --batch or both" in result.stderr
+
+
+def test_sample_dirt_reconciles_exactly(tmp_path: Path) -> None:
+    """Every line the sample corrupts on purpose is quarantined, and every resent line is a duplicate."""
+    sample = write_sample(tmp_path / "s.jsonl.gz", events=20000, days=10, seed=11, end=date(2026, 11, 30))
+
+    result = run_cli(tmp_path / "w.duckdb", "ingest", str(sample.path))
+
+    loaded = sample.events_written - sample.duplicate_lines - sample.malformed_lines
+    assert (
+        f"read {sample.events_written} = loaded {loaded} + duplicate {sample.duplicate_lines}"
+        f" + quarantined {sample.malformed_lines}"
+    ) in result.stdout
