@@ -30,10 +30,10 @@ PLATFORM_CATALOG_PROVIDERS = {
 class ModelResolution:
     """Where an event's prices come from.
 
-    `catalog_provider_id` is the catalog provider of the call's platform; `price_provider_id` is
-    the provider whose model list contains the model (they differ when the catalog falls back, as
-    Azure does to OpenAI's list). `status` is matched, deployment, unknown_model, unknown_provider
-    or no_model.
+    `catalog_provider_id` is the catalog provider of the call's platform. `price_provider_id` is
+    the provider whose model list contains the model; the two differ when the catalog falls back,
+    as Azure does to OpenAI's list. `status` is matched, deployment, unknown_model,
+    unknown_provider or no_model.
     """
 
     catalog_provider_id: str | None

@@ -7,10 +7,11 @@ sometimes the canonical counts, where ``input_tokens`` includes cached and cache
 and ``output_tokens`` includes reasoning tokens. Video and image calls report ``units``
 instead.
 
-The sample also carries the quirks and dirt that the warehouse must handle: models that no
-price catalog lists, streamed calls that ended before usage arrived, Gemini streams that resend
-cumulative usage under one ``request_id``, ``models/``-prefixed Gemini names, calls with no
-organization, resent duplicate lines and malformed lines. ``SampleSummary`` counts them.
+The sample also carries the quirks and dirt that the warehouse must handle. Some models are in
+no price catalog, and some streamed calls ended before usage arrived. Gemini streams resend
+cumulative usage under one ``request_id``, and some Gemini names carry a ``models/`` prefix.
+Some calls have no organization, and some lines are resent duplicates or malformed.
+``SampleSummary`` counts them.
 
 ``write_sample`` streams its output, so memory does not grow with the event count.
 

@@ -25,7 +25,7 @@ class DuckDBBatchWriter(BatchWriter):
 
     DuckDB keeps a transaction's uncommitted rows in memory, so one transaction per file would
     make memory grow with the file. Instead the ledger row stays `loading` until `finish` marks it
-    `loaded`; staging reads loaded batches only, and a batch that never finished is removed by
+    `loaded`. Staging reads loaded batches only, and a batch that never finished is removed by
     `DuckDBWarehouse.remove_unfinished_batches` before the next load.
     """
 
