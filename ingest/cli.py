@@ -50,11 +50,20 @@ def cli(context: click.Context, target: str | None, duckdb_path: str | None, ver
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--spool", "spools", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+    help="Tracker spool folder: land its closed segments and delete each once it has landed. Repeatable.",
+)
 @click.pass_obj
-def ingest(settings: Settings, paths: tuple[Path, ...]) -> None:
+def ingest(settings: Settings, paths: tuple[Path, ...], spools: tuple[Path, ...]) -> None:
     """Land the events of PATHS (files or folders of .jsonl, .csv, optionally .gz)."""
-    _ingest(settings, list(paths))
+    if not paths and not spools:
+        raise CommandError("name files or folders to ingest, or a tracker spool folder with --spool")
+    if paths:
+        _ingest(settings, list(paths))
+    for spool in spools:
+        _ship_spool(settings, spool)
 
 
 @cli.command()
@@ -225,6 +234,30 @@ def _ingest(settings: Settings, paths: list[Path]) -> None:
         warehouse.close()
     if failed:
         raise CommandError(f"{len(failed)} of {len(files)} files failed: {', '.join(failed)}")
+
+
+def _ship_spool(settings: Settings, spool: Path) -> None:
+    """Land each closed spool segment, oldest first, and delete it once its batch has landed.
+
+    A segment whose contents landed before (the process died between landing and deleting) is
+    deleted too. Open segments (`.jsonl.open`) are still being written and are left alone.
+    """
+    if not spool.is_dir():
+        raise CommandError(f"spool folder {spool} not found; pass the folder the tracker writes to")
+    segments = sorted(spool.glob("*.jsonl"))
+    warehouse = _open_warehouse(settings)
+    resolver = _resolver(settings)
+    try:
+        for segment in segments:
+            try:
+                result = ingest_file(segment, warehouse, resolver)
+            except SourceError as error:
+                raise CommandError(f"{segment}: failed, the segment is kept for the next run: {error}") from None
+            _print_batches([result])
+            segment.unlink()
+    finally:
+        warehouse.close()
+    click.echo(f"{spool}: shipped {len(segments)} closed segments")
 
 
 def _open_warehouse(settings: Settings) -> Warehouse:

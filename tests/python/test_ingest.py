@@ -350,3 +350,40 @@ def test_sample_dirt_reconciles_exactly(tmp_path: Path) -> None:
         f"read {sample.events_written} = loaded {loaded} + duplicate {sample.duplicate_lines}"
         f" + quarantined {sample.malformed_lines}"
     ) in result.stdout
+
+
+def test_spool_segments_shipped_and_deleted(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    write_jsonl(spool / "20261201T000000-a.jsonl", [_event("s1"), _event("s2")])
+    write_jsonl(spool / "20261201T000100-b.jsonl", [_event("s2"), _event("s3")])
+    still_open = spool / "20261201T000200-c.jsonl.open"
+    still_open.write_text(json.dumps(_event("s4")) + "\n")
+
+    result = run_cli(database, "ingest", "--spool", str(spool))
+
+    assert "shipped 2 closed segments" in result.stdout
+    assert sorted(path.name for path in spool.iterdir()) == [still_open.name]
+    assert query(database, "select event_id from raw.usage_events order by event_id") == [("s1",), ("s2",), ("s3",)]
+
+
+def test_spool_segment_landed_before_deleted(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    segment = write_jsonl(spool / "seg.jsonl", [_event("s1")])
+    run_cli(database, "ingest", str(segment))  # landed, but the process died before deleting it
+
+    result = run_cli(database, "ingest", "--spool", str(spool))
+
+    assert "skipped, already loaded" in result.stdout
+    assert not segment.exists()
+    assert query(database, "select count(*) from raw.usage_events") == [(1,)]
+
+
+def test_ingest_needs_paths_or_spool(tmp_path: Path) -> None:
+    result = run_cli(tmp_path / "w.duckdb", "ingest", check=False)
+
+    assert result.returncode == 1
+    assert "--spool" in result.stderr
