@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import click
@@ -55,15 +56,27 @@ def cli(context: click.Context, target: str | None, duckdb_path: str | None, ver
     "--spool", "spools", multiple=True, type=click.Path(path_type=Path, file_okay=False),
     help="Tracker spool folder: land its closed segments and delete each once it has landed. Repeatable.",
 )
+@click.option(
+    "--app-table", is_flag=True,
+    help="Also read new rows of the app's PostgreSQL token_usage table (connection: USAGE_WAREHOUSE_APP_DSN).",
+)
+@click.option(
+    "--overlap-minutes", default=10, show_default=True, type=click.IntRange(min=0),
+    help="How far before the last row read the app table is read again, for rows committed late.",
+)
 @click.pass_obj
-def ingest(settings: Settings, paths: tuple[Path, ...], spools: tuple[Path, ...]) -> None:
+def ingest(
+    settings: Settings, paths: tuple[Path, ...], spools: tuple[Path, ...], app_table: bool, overlap_minutes: int
+) -> None:
     """Land the events of PATHS (files or folders of .jsonl, .csv, optionally .gz)."""
-    if not paths and not spools:
-        raise CommandError("name files or folders to ingest, or a tracker spool folder with --spool")
+    if not paths and not spools and not app_table:
+        raise CommandError("name files or folders to ingest, a tracker spool folder with --spool, or --app-table")
     if paths:
         _ingest(settings, list(paths))
     for spool in spools:
         _ship_spool(settings, spool)
+    if app_table:
+        _extract_app_table(settings, timedelta(minutes=overlap_minutes))
 
 
 @cli.command()
@@ -234,6 +247,24 @@ def _ingest(settings: Settings, paths: list[Path]) -> None:
         warehouse.close()
     if failed:
         raise CommandError(f"{len(failed)} of {len(files)} files failed: {', '.join(failed)}")
+
+
+def _extract_app_table(settings: Settings, overlap: timedelta) -> None:
+    from ingest.app_table import AppTableError, extract_token_usage
+
+    dsn = os.environ.get("USAGE_WAREHOUSE_APP_DSN")
+    if not dsn:
+        raise CommandError(
+            "USAGE_WAREHOUSE_APP_DSN is not set; set it to the app database's connection string, "
+            "for example postgresql://reader@db.internal/app"
+        )
+    warehouse = _open_warehouse(settings)
+    try:
+        _print_batches([extract_token_usage(dsn, warehouse, _resolver(settings), overlap)])
+    except AppTableError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        warehouse.close()
 
 
 def _ship_spool(settings: Settings, spool: Path) -> None:

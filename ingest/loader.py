@@ -75,18 +75,30 @@ def ingest_file(path: Path, warehouse: Warehouse, resolver: ModelResolver) -> Ba
         return BatchResult(str(path), None, None, skipped_because=f"already loaded as batch {loaded_batch}")
 
     info = _batch_info(str(path), source_kind(path), content_sha256, path.stat().st_size)
-    records = (_Located(record, str(path)) for record in read_records(path))
+    return land_records(info, read_records(path), warehouse, resolver, started)
+
+
+def land_records(
+    info: BatchInfo,
+    records: Iterable[SourceRecord],
+    warehouse: Warehouse,
+    resolver: ModelResolver,
+    started: float | None = None,
+) -> BatchResult:
+    """Validate and land records from any source as one batch, in chunks."""
+    started = time.monotonic() if started is None else started
+    located = (_Located(record, info.source_path) for record in records)
     with warehouse.batch(info) as writer:
         rows_read = 0
         reasons: Counter[str] = Counter()
-        for chunk in _chunks(records, CHUNK_ROWS):
+        for chunk in _chunks(located, CHUNK_ROWS):
             rows_read += len(chunk)
             events, quarantined = _validate(chunk, info, resolver)
             reasons.update(row["reason"] for row in quarantined)
             writer.append_events(events)
             writer.append_quarantined(pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA))
         counts = writer.finish(rows_read)
-    result = BatchResult(str(path), info.batch_id, counts, reasons, seconds=time.monotonic() - started)
+    result = BatchResult(info.source_path, info.batch_id, counts, reasons, seconds=time.monotonic() - started)
     _log_batch(result)
     return result
 
@@ -216,6 +228,11 @@ def _quarantine_row(item: _Located, invalid: InvalidEvent, info: BatchInfo, now:
         "dismissed_at": None,
         "dismissal_note": None,
     }
+
+
+def new_batch_info(source_path: str, source_format: str, content_id: str, byte_count: int = 0) -> BatchInfo:
+    """Describe a new batch; `content_id` identifies its contents for skipping reloads."""
+    return _batch_info(source_path, source_format, content_id, byte_count)
 
 
 def _batch_info(source_path: str, source_format: str, content_sha256: str, byte_count: int) -> BatchInfo:

@@ -168,5 +168,13 @@ class Warehouse(ABC):
         """Mark open quarantined rows (of one reason or batch, or all) as dismissed; return how many."""
 
     @abstractmethod
+    def read_watermark(self, source_name: str) -> tuple[datetime, str] | None:
+        """Return the (created_at, id) an incremental source was read up to, if it was read."""
+
+    @abstractmethod
+    def write_watermark(self, source_name: str, created_at: datetime, row_id: str) -> None:
+        """Record how far an incremental source has been read."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release the connection."""

@@ -235,6 +235,20 @@ class DuckDBWarehouse(Warehouse):
             ).fetchone()
         return int(row[0]) if row else 0
 
+    def read_watermark(self, source_name: str) -> tuple[datetime, str] | None:
+        row = self._connection.execute(
+            "select watermark_created_at, watermark_id from raw.source_watermarks where source_name = ?",
+            [source_name],
+        ).fetchone()
+        return (row[0], str(row[1])) if row else None
+
+    def write_watermark(self, source_name: str, created_at: datetime, row_id: str) -> None:
+        with _transaction(self._connection):
+            self._connection.execute(
+                "insert or replace into raw.source_watermarks values (?, ?, ?, ?)",
+                [source_name, created_at, row_id, _utc_now()],
+            )
+
     def query(self, sql: str, parameters: list[object] | None = None) -> list[tuple[object, ...]]:
         """Run a read query and return all rows (used by summaries and tests)."""
         return self._connection.execute(sql, parameters or []).fetchall()

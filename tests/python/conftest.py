@@ -44,12 +44,15 @@ class CommandResult:
         return self.stdout + self.stderr
 
 
-def run_cli(database: Path, *arguments: str, check: bool = True) -> CommandResult:
+def run_cli(
+    database: Path, *arguments: str, check: bool = True, environment_extra: dict[str, str] | None = None
+) -> CommandResult:
     """Run the installed `usage-warehouse` command against one DuckDB file, as a user would."""
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("USAGE_WAREHOUSE_")
     }
     environment["USAGE_WAREHOUSE_DUCKDB"] = str(database)
+    environment.update(environment_extra or {})
     completed = subprocess.run(
         [str(CLI), *arguments], env=environment, capture_output=True, text=True, cwd=PROJECT_DIR
     )
