@@ -138,6 +138,11 @@ def _replayed_record(row: QuarantinedRow) -> SourceRecord:
             raise InvalidEvent("invalid_encoding", "the row's bytes were not UTF-8; fix the file and ingest it again")
         if source_format == "jsonl":
             return SourceRecord(line_number, raw_text, parse_json_line(raw_text))
+        if source_format == "otlp":
+            # A span's raw text is OTLP, not an event: replay the event built from it.
+            if raw_fields is None:
+                raise InvalidEvent(row.reason, "the span could not become an event; fix the exporter and ingest again")
+            return SourceRecord(line_number, raw_text, json.loads(raw_fields), raw_fields=raw_fields)
         if raw_fields is None:
             raise InvalidEvent("ragged_csv_row", "the CSV row could not be split into the header's columns")
         fields = csv_record_fields(json.loads(raw_fields), source_format, raw_text, line_number)

@@ -44,22 +44,29 @@ class SourceRecord:
     raw_fields: str | None = None
 
 
+# OpenTelemetry spans exported as OTLP JSON are named for their format, such as traces.otlp.json.
+OTLP_SUFFIXES = (".otlp.json", ".otlp.jsonl", ".otlp.ndjson")
+
+
 def source_format(path: Path) -> str:
-    """Return jsonl or csv from the file name, looking through a trailing .gz."""
+    """Return otlp, jsonl or csv from the file name, looking through a trailing .gz."""
     name = path.name.lower().removesuffix(".gz")
+    if name.endswith(OTLP_SUFFIXES):
+        return "otlp"
     if name.endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
     if name.endswith(".csv"):
         return "csv"
     raise SourceError(
-        f"{path}: unsupported file type; use .jsonl, .ndjson, .json or .csv, optionally gzipped (.gz)"
+        f"{path}: unsupported file type; use .jsonl, .ndjson, .json, .csv or .otlp.json (OpenTelemetry "
+        "spans), optionally gzipped (.gz)"
     )
 
 
 def source_kind(path: Path) -> str:
-    """Return jsonl, csv (canonical columns) or token_usage_csv (an export of the app's table)."""
-    if source_format(path) == "jsonl":
-        return "jsonl"
+    """Return otlp, jsonl, csv (canonical columns) or token_usage_csv (an export of the app's table)."""
+    if source_format(path) in ("jsonl", "otlp"):
+        return source_format(path)
     with _open_binary(path) as handle:
         text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
         header = next(csv.reader(text), [])
@@ -106,6 +113,11 @@ def read_records(path: Path) -> Iterator[SourceRecord]:
 
 
 def _read_records(path: Path) -> Iterator[SourceRecord]:
+    if source_format(path) == "otlp":
+        from ingest.otlp import read_otlp_records  # imported here: it builds on this module
+
+        yield from read_otlp_records(path)
+        return
     if source_format(path) == "jsonl":
         with _open_binary(path) as handle:
             yield from _json_lines(handle)

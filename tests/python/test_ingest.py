@@ -387,3 +387,43 @@ def test_ingest_needs_paths_or_spool(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "--spool" in result.stderr
+
+
+OTLP_REQUEST = {
+    "resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "DocService"}}]},
+        "scopeSpans": [{"spans": [{
+            "traceId": "5b8efff798038103d269b633813fc60c",
+            "spanId": "eee19b7ec3c1b174",
+            "name": "chat gpt-4o-mini",
+            "startTimeUnixNano": "1756893600000000000",
+            "endTimeUnixNano": "1756893601000000000",
+            "attributes": [
+                {"key": "gen_ai.provider.name", "value": {"stringValue": "openai"}},
+                {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o-mini-2024-07-18"}},
+                {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "1000"}},
+                {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "100"}},
+                {"key": "organization.id", "value": {"stringValue": "org_a"}},
+            ],
+        }]}],
+    }]
+}
+
+
+def test_otlp_spans_land_as_events(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = tmp_path / "traces.otlp.json"
+    source.write_text(json.dumps(OTLP_REQUEST))
+
+    result = run_cli(database, "ingest", str(source))
+
+    assert "read 1 = loaded 1" in result.stdout
+    rows = query(
+        database,
+        "select event_id, provider, input_tokens, output_tokens, organization_id, service from raw.usage_events",
+    )
+    assert rows == [
+        ("otlp:5b8efff798038103d269b633813fc60c:eee19b7ec3c1b174", "openai", 1000, 100, "org_a", "DocService")
+    ]
+    assert query(database, "select source_format from raw.ingest_batches") == [("otlp",)]
