@@ -22,6 +22,7 @@ logger = logging.getLogger("ingest")
 
 SAMPLE_EVENTS = 5000
 SAMPLE_DAYS = 30
+EXIT_LOCKED = 75  # EX_TEMPFAIL: try again later
 MAX_SAMPLE_DAYS = 3650
 
 
@@ -191,6 +192,100 @@ def quarantine_dismiss(settings: Settings, reason: str | None, batch_id: str | N
 
 
 @cli.command()
+@click.option("--spool", "spools", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Tracker spool folder to ship (repeatable) [also: USAGE_WAREHOUSE_SPOOL_DIRS].")
+@click.option("--drop", "drops", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Drop folder of event files (repeatable); landed files move to its landed/ folder "
+                   "[also: USAGE_WAREHOUSE_DROP_DIRS].")
+@click.option("--app-table/--no-app-table", default=None,
+              help="Read the app's token_usage table [default: when USAGE_WAREHOUSE_APP_DSN is set].")
+@click.option("--overlap-minutes", default=10, show_default=True, type=click.IntRange(min=0),
+              help="How far before the last row read the app table is read again.")
+@click.pass_obj
+def sync(
+    settings: Settings, spools: tuple[Path, ...], drops: tuple[Path, ...], app_table: bool | None,
+    overlap_minutes: int,
+) -> None:
+    """Run one scheduled cycle: pull every source, land it, then build.
+
+    Exit codes: 0 done (quarantined rows included), 75 another cycle holds the lock, 1 failed.
+    """
+    from ingest.sync import SyncLockedError, SyncSources, cycle_lock, pull_sources
+
+    sources = SyncSources(
+        spool_dirs=spools or _paths_from_environment("USAGE_WAREHOUSE_SPOOL_DIRS"),
+        drop_dirs=drops or _paths_from_environment("USAGE_WAREHOUSE_DROP_DIRS"),
+        app_dsn=_app_dsn(app_table),
+        app_overlap=timedelta(minutes=overlap_minutes),
+    )
+    if sources.is_empty:
+        raise CommandError(
+            "no source configured; pass --spool, --drop or --app-table, or set USAGE_WAREHOUSE_SPOOL_DIRS, "
+            "USAGE_WAREHOUSE_DROP_DIRS or USAGE_WAREHOUSE_APP_DSN"
+        )
+    lock_path = settings.duckdb_path.with_name(f"{settings.duckdb_path.name}.sync.lock")
+    try:
+        with cycle_lock(lock_path):
+            logger.info("sync cycle started")
+            progress = _SyncProgress()
+            warehouse = _open_warehouse(settings)
+            try:
+                report = pull_sources(sources, warehouse, _resolver(settings), progress.batch_landed)
+            finally:
+                warehouse.close()
+            progress.done()
+            _build(settings, full_refresh=False, selection=None)
+            logger.info("sync cycle finished: %d batches, %d failed sources", len(report.batches), len(report.failures))
+    except SyncLockedError as error:
+        click.echo(f"Error: {error}", err=True)
+        raise click.exceptions.Exit(EXIT_LOCKED) from None
+    if report.failures:
+        raise CommandError(
+            f"{len(report.failures)} sources failed (what landed is built):\n  " + "\n  ".join(report.failures)
+        )
+
+
+class _SyncProgress:
+    """Progress of a cycle: one updating line on a terminal, plain lines otherwise."""
+
+    def __init__(self) -> None:
+        self.interactive = sys.stdout.isatty()
+        self.batches = 0
+        self.loaded = 0
+        self.quarantined = 0
+
+    def batch_landed(self, result: BatchResult) -> None:
+        self.batches += 1
+        if result.counts is not None:
+            self.loaded += result.counts.rows_loaded
+            self.quarantined += result.counts.rows_quarantined
+        if self.interactive:
+            click.echo(
+                f"\rlanded {self.batches} batches: {self.loaded:,} events, {self.quarantined:,} quarantined",
+                nl=False,
+            )
+        else:
+            _print_batches([result])
+
+    def done(self) -> None:
+        if self.interactive and self.batches:
+            click.echo()
+        click.echo(f"pulled {self.batches} batches: {self.loaded:,} events loaded, {self.quarantined:,} quarantined")
+
+
+def _paths_from_environment(name: str) -> tuple[Path, ...]:
+    value = os.environ.get(name, "")
+    return tuple(Path(part) for part in value.split(os.pathsep) if part.strip())
+
+
+def _app_dsn(app_table: bool | None) -> str | None:
+    dsn = os.environ.get("USAGE_WAREHOUSE_APP_DSN")
+    if app_table and not dsn:
+        raise CommandError("--app-table needs USAGE_WAREHOUSE_APP_DSN, the app database's connection string")
+    return dsn if app_table is not False else None
+
+
+@cli.command()
 @click.pass_obj
 def summary(settings: Settings) -> None:
     """Print events, cost by provider and operation, and unpriced and quarantined counts."""
@@ -273,22 +368,17 @@ def _ship_spool(settings: Settings, spool: Path) -> None:
     A segment whose contents landed before (the process died between landing and deleting) is
     deleted too. Open segments (`.jsonl.open`) are still being written and are left alone.
     """
-    if not spool.is_dir():
-        raise CommandError(f"spool folder {spool} not found; pass the folder the tracker writes to")
-    segments = sorted(spool.glob("*.jsonl"))
+    from ingest.sync import SyncSources, pull_sources
+
     warehouse = _open_warehouse(settings)
-    resolver = _resolver(settings)
     try:
-        for segment in segments:
-            try:
-                result = ingest_file(segment, warehouse, resolver)
-            except SourceError as error:
-                raise CommandError(f"{segment}: failed, the segment is kept for the next run: {error}") from None
-            _print_batches([result])
-            segment.unlink()
+        report = pull_sources(SyncSources(spool_dirs=(spool,)), warehouse, _resolver(settings),
+                              lambda result: _print_batches([result]))
     finally:
         warehouse.close()
-    click.echo(f"{spool}: shipped {len(segments)} closed segments")
+    if report.failures:
+        raise CommandError("; ".join(report.failures) + "; failed segments are kept for the next run")
+    click.echo(f"{spool}: shipped {len(report.batches)} closed segments")
 
 
 def _open_warehouse(settings: Settings) -> Warehouse:
