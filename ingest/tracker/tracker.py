@@ -111,7 +111,7 @@ class Tracker:
         service and run_id where ``event_fields`` has none. Decimal values are written as
         strings and datetimes as RFC 3339, both of which ingest reads.
         """
-        return self._record(lambda: dict(event_fields), ctx, None, None)
+        return self.record_built(lambda: dict(event_fields), ctx, None, None)
 
     def track_openai(
         self,
@@ -125,7 +125,7 @@ class Tracker:
         metadata: Mapping[str, Any] | None = None,
     ) -> str | None:
         """Record an OpenAI chat, Responses, embeddings or images response (see `openai_event_fields`)."""
-        return self._record(
+        return self.record_built(
             lambda: openai_event_fields(response, operation=operation, model=model, platform=platform),
             ctx,
             attributes,
@@ -144,7 +144,7 @@ class Tracker:
         metadata: Mapping[str, Any] | None = None,
     ) -> str | None:
         """Record an Anthropic Messages response (see `anthropic_event_fields`)."""
-        return self._record(
+        return self.record_built(
             lambda: anthropic_event_fields(response, operation=operation, model=model, platform=platform),
             ctx,
             attributes,
@@ -163,7 +163,7 @@ class Tracker:
         metadata: Mapping[str, Any] | None = None,
     ) -> str | None:
         """Record a Gemini generateContent response (see `gemini_event_fields`)."""
-        return self._record(
+        return self.record_built(
             lambda: gemini_event_fields(response, operation=operation, model=model, platform=platform),
             ctx,
             attributes,
@@ -183,7 +183,7 @@ class Tracker:
         metadata: Mapping[str, Any] | None = None,
     ) -> str | None:
         """Record a finished Veo operation, billed per second of video (see `veo_event_fields`)."""
-        return self._record(
+        return self.record_built(
             lambda: veo_event_fields(
                 request, operation_result, operation=operation, model=model, platform=platform
             ),
@@ -204,7 +204,7 @@ class Tracker:
         metadata: Mapping[str, Any] | None = None,
     ) -> str | None:
         """Record an Imagen predict response, billed per image (see `imagen_event_fields`)."""
-        return self._record(
+        return self.record_built(
             lambda: imagen_event_fields(response, operation=operation, model=model, platform=platform),
             ctx,
             attributes,
@@ -236,15 +236,16 @@ class Tracker:
     ) -> None:
         self.close()
 
-    # --- internals ---------------------------------------------------------------------------
+    # --- building blocks for integrations (ingest.tracker.pydantic_ai) ------------------------
 
-    def _record(
+    def record_built(
         self,
         build_fields: Callable[[], Mapping[str, Any]],
         ctx: TrackingContext | None,
         attributes: Mapping[str, Any] | None,
         metadata: Mapping[str, Any] | None,
     ) -> str | None:
+        """Build an event with `build_fields` and append it; any error is reported, never raised."""
         context = ctx if ctx is not None else current_context()
         event_id = str(uuid.uuid4())
         try:
@@ -258,10 +259,11 @@ class Tracker:
         # Recording must never break the app's request, so every error is caught here, logged
         # and counted. BaseException (KeyboardInterrupt, SystemExit) still propagates.
         except Exception as error:
-            self._report_failure(error, event_id, context)
+            self.report_failure(error, event_id, context)
             return None
 
-    def _report_failure(self, error: Exception, event_id: str, context: TrackingContext | None) -> None:
+    def report_failure(self, error: Exception, event_id: str, context: TrackingContext | None) -> None:
+        """Count a failed recording and log it, at most one log line per interval."""
         with self._lock:
             self.stats.failed += 1
             now = self._clock()
