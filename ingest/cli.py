@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -45,6 +45,8 @@ def cli(context: click.Context, target: str | None, duckdb_path: str | None, ver
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Great Expectations logs its own set-up at INFO, which buries the batch lines.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     try:
         context.obj = load_settings(target, duckdb_path)
     except ConfigError as error:
@@ -96,13 +98,13 @@ def build(settings: Settings, full_refresh: bool, selection: str | None) -> None
               help="Number of days the events span, ending on --end.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed; the same seed gives the same file.")
 @click.option("--end", "end", type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="Last UTC day of the events [default: today].")
+              help="Last UTC day of the events [default: yesterday, so no event lies in the future].")
 @click.option("--out", type=click.Path(path_type=Path), help="Output file [default: sample_events.jsonl.gz beside the DuckDB file].")
 @click.pass_obj
 def sample(settings: Settings, events: int, days: int, seed: int, end: object, out: Path | None) -> None:
     """Write a realistic, reproducible sample of the app's usage events."""
     path = out or _default_sample_path(settings)
-    summary = _write_sample(path, events, days, seed, end.date() if end else None)  # type: ignore[attr-defined]
+    summary = _write_sample(path, events, days, seed, end.date() if end else _yesterday())  # type: ignore[attr-defined]
     _print_sample(summary)
 
 
@@ -316,7 +318,7 @@ def query_command(settings: Settings, sql: str) -> None:
 def run(settings: Settings, events: int, days: int, seed: int) -> None:
     """Run the main job: write the sample, ingest it, build, and print a summary."""
     path = _default_sample_path(settings)
-    _print_sample(_write_sample(path, events, days, seed, None))
+    _print_sample(_write_sample(path, events, days, seed, _yesterday()))
     _ingest(settings, [path])
     _build(settings, full_refresh=False, selection=None)
     _summarize(settings)
@@ -431,6 +433,11 @@ def _write_sample(path: Path, events: int, days: int, seed: int, end: date | Non
     return write_sample(path, events=events, days=days, seed=seed, end=end)
 
 
+def _yesterday() -> date:
+    # The sample spreads events over whole UTC days; ending yesterday keeps all of them in the past.
+    return datetime.now(UTC).date() - timedelta(days=1)
+
+
 def _print_sample(summary: SampleSummary) -> None:
     click.echo(
         f"wrote {summary.events_written} lines to {summary.path} ({summary.first_day} to {summary.last_day}):"
@@ -456,6 +463,13 @@ def _print_batches(results: list[BatchResult]) -> None:
         )
         for reason, count in result.quarantined_by_reason.most_common():
             click.echo(f"  quarantined {count} x {reason}")
+        if result.validation:
+            check = result.validation
+            click.echo(
+                f"  expectations: {check['rows']} rows checked, {check['rows_failed']} failed;"
+                f" flagged {check['outside_catalog']} outside the price catalog,"
+                f" {check['unknown_service_tier']} with another service tier"
+            )
         if not counts.reconciles:
             raise CommandError(f"batch {result.batch_id} does not reconcile: {counts}")
 

@@ -50,6 +50,7 @@ class BatchResult:
     quarantined_by_reason: Counter[str] = field(default_factory=Counter)
     skipped_because: str | None = None
     seconds: float = 0.0
+    validation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,17 +89,20 @@ def land_records(
     """Validate and land records from any source as one batch, in chunks."""
     started = time.monotonic() if started is None else started
     located = (_Located(record, info.source_path) for record in records)
+    summaries: list[dict[str, Any]] = []
     with warehouse.batch(info) as writer:
         rows_read = 0
         reasons: Counter[str] = Counter()
         for chunk in _chunks(located, CHUNK_ROWS):
             rows_read += len(chunk)
-            events, quarantined = _validate(chunk, info, resolver)
+            events, quarantined = _validate(chunk, info, resolver, summaries)
             reasons.update(row["reason"] for row in quarantined)
             writer.append_events(events)
             writer.append_quarantined(pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA))
-        counts = writer.finish(rows_read)
-    result = BatchResult(info.source_path, info.batch_id, counts, reasons, seconds=time.monotonic() - started)
+        validation = _merged_validation(summaries)
+        counts = writer.finish(rows_read, validation_result=validation)
+    result = BatchResult(info.source_path, info.batch_id, counts, reasons, seconds=time.monotonic() - started,
+                         validation=validation)
     _log_batch(result)
     return result
 
@@ -115,16 +119,19 @@ def replay_quarantine(warehouse: Warehouse, resolver: ModelResolver, reason: str
     info = _batch_info(label, "quarantine", f"replay:{uuid.uuid4().hex}", 0)
     with warehouse.batch(info) as writer:
         located = [_Located(_replayed_record(row), row.source_file) for row in rows]
-        events, failed = _validate(located, info, resolver)
+        summaries: list[dict[str, Any]] = []
+        events, failed = _validate(located, info, resolver, summaries)
         landed_lines = set(zip(events.column("source_file").to_pylist(), events.column("line_number").to_pylist(),
                                strict=True))
         writer.append_events(events)
         writer.mark_replayed([
             row.quarantine_id for row in rows if (row.source_file, row.line_number) in landed_lines
         ])
-        counts = writer.finish(len(rows), rows_kept_in_quarantine=len(failed))
+        validation = _merged_validation(summaries)
+        counts = writer.finish(len(rows), rows_kept_in_quarantine=len(failed), validation_result=validation)
     reasons = Counter(row["reason"] for row in failed)
-    result = BatchResult(label, info.batch_id, counts, reasons, seconds=time.monotonic() - started)
+    result = BatchResult(label, info.batch_id, counts, reasons, seconds=time.monotonic() - started,
+                         validation=validation)
     _log_batch(result)
     return result
 
@@ -152,12 +159,19 @@ def _replayed_record(row: QuarantinedRow) -> SourceRecord:
 
 
 def _validate(
-    chunk: list[_Located], info: BatchInfo, resolver: ModelResolver
+    chunk: list[_Located], info: BatchInfo, resolver: ModelResolver, summaries: list[dict[str, Any]] | None = None
 ) -> tuple[pa.Table, list[dict[str, Any]]]:
-    """Split a chunk into an Arrow table of valid events and a list of quarantine rows."""
+    """Split a chunk into an Arrow table of valid events and a list of quarantine rows.
+
+    Each record is parsed first (a record that cannot become an event is quarantined with the
+    parser's reason), then the parsed chunk runs through the Great Expectations suite, and a row
+    that breaks an expectation is quarantined under that expectation's name. The suite's summary
+    of the chunk is appended to `summaries` when given.
+    """
     now = _utc_now()
     columns: dict[str, list[Any]] = {name: [] for name in USAGE_EVENT_SCHEMA.names}
     quarantined: list[dict[str, Any]] = []
+    parsed: list[_Located] = []
     for item in chunk:
         record = item.record
         try:
@@ -172,7 +186,21 @@ def _validate(
                    loaded_at=now)
         for name, values in columns.items():
             values.append(row[name])
-    return pa.Table.from_pydict(columns, schema=USAGE_EVENT_SCHEMA), quarantined
+        parsed.append(item)
+    events = pa.Table.from_pydict(columns, schema=USAGE_EVENT_SCHEMA)
+    if events.num_rows == 0:
+        return events, quarantined
+
+    # Imported here: Great Expectations takes seconds to import, and only landing needs it.
+    from ingest.validation import build_usage_event_suite, validate_chunk
+
+    validation = validate_chunk(events, build_usage_event_suite(now))
+    if summaries is not None:
+        summaries.append(validation.summary)
+    for position, failures in sorted(validation.failures.items()):
+        invalid = InvalidEvent(failures[0].expectation, validation.failure_message(position))
+        quarantined.append(_quarantine_row(parsed[position], invalid, info, now))
+    return events.filter(validation.passed_mask), quarantined
 
 
 def _event_row(event: UsageEvent, resolver: ModelResolver) -> dict[str, Any]:
@@ -251,6 +279,14 @@ def _batch_info(source_path: str, source_format: str, content_sha256: str, byte_
         ingest_version=__version__,
         catalog_version=genai_prices.__version__,
     )
+
+
+def _merged_validation(summaries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not summaries:
+        return None
+    from ingest.validation import merge_summaries
+
+    return merge_summaries(summaries)
 
 
 def _log_batch(result: BatchResult) -> None:

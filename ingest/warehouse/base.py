@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
 
@@ -132,8 +133,12 @@ class BatchWriter(ABC):
         """Record that these quarantined rows landed through this batch."""
 
     @abstractmethod
-    def finish(self, rows_read: int, rows_kept_in_quarantine: int = 0) -> BatchCounts:
+    def finish(
+        self, rows_read: int, rows_kept_in_quarantine: int = 0, validation_result: dict[str, Any] | None = None
+    ) -> BatchCounts:
         """Land staged events not loaded before and write the ledger row.
+
+        `validation_result` is the Great Expectations summary of the batch, stored with it.
 
         `rows_kept_in_quarantine` counts replayed rows that failed again: they stay quarantined
         under their existing row and count as quarantined in this batch.

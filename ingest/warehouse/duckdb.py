@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -72,7 +74,9 @@ class DuckDBBatchWriter(BatchWriter):
                 [_utc_now(), self._info.batch_id, quarantine_ids],
             )
 
-    def finish(self, rows_read: int, rows_kept_in_quarantine: int = 0) -> BatchCounts:
+    def finish(
+        self, rows_read: int, rows_kept_in_quarantine: int = 0, validation_result: dict[str, Any] | None = None
+    ) -> BatchCounts:
         counts = BatchCounts(
             rows_read=rows_read,
             rows_loaded=self._loaded,
@@ -84,11 +88,11 @@ class DuckDBBatchWriter(BatchWriter):
                 """
                 update raw.ingest_batches
                 set rows_read = ?, rows_loaded = ?, rows_duplicate = ?, rows_quarantined = ?,
-                    finished_at = ?, status = 'loaded'
+                    finished_at = ?, status = 'loaded', validation_result = ?
                 where batch_id = ?
                 """,
                 [counts.rows_read, counts.rows_loaded, counts.rows_duplicate, counts.rows_quarantined,
-                 _utc_now(), self._info.batch_id],
+                 _utc_now(), json.dumps(validation_result) if validation_result else None, self._info.batch_id],
             )
         self.finished = True
         return counts
@@ -161,7 +165,14 @@ class DuckDBWarehouse(Warehouse):
     def batch(self, info: BatchInfo) -> Iterator[DuckDBBatchWriter]:
         with _transaction(self._connection):
             self._connection.execute(
-                "insert into raw.ingest_batches values (?, ?, ?, ?, ?, 0, 0, 0, 0, ?, null, 'loading', ?, ?)",
+                """
+                insert into raw.ingest_batches (
+                    batch_id, source_path, source_format, content_sha256, byte_count, rows_read, rows_loaded,
+                    rows_duplicate, rows_quarantined, started_at, finished_at, status, ingest_version,
+                    catalog_version
+                )
+                values (?, ?, ?, ?, ?, 0, 0, 0, 0, ?, null, 'loading', ?, ?)
+                """,
                 [info.batch_id, info.source_path, info.source_format, info.content_sha256, info.byte_count,
                  info.started_at, info.ingest_version, info.catalog_version],
             )

@@ -427,3 +427,27 @@ def test_otlp_spans_land_as_events(tmp_path: Path) -> None:
         ("otlp:5b8efff798038103d269b633813fc60c:eee19b7ec3c1b174", "openai", 1000, 100, "org_a", "DocService")
     ]
     assert query(database, "select source_format from raw.ingest_batches") == [("otlp",)]
+
+
+def test_expectation_failures_quarantined_by_name(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    source = write_jsonl(tmp_path / "mixed.jsonl", [
+        _event("good"),
+        _event("future", created_at="2999-01-01T00:00:00Z"),
+        _event("unknown-model", model="gemini-experimental-zz", provider="google"),
+    ])
+    with source.open("a") as handle:
+        handle.write('{"event_id": "broken"\n')
+
+    result = run_cli(database, "ingest", str(source))
+
+    assert "read 4 = loaded 2 + duplicate 0 + quarantined 2" in result.stdout
+    assert "expectations: 3 rows checked, 1 failed; flagged 1 outside the price catalog" in result.stdout
+    reasons = dict(query(database, "select line_number, reason from raw.quarantined_rows"))
+    assert reasons[4] == "invalid_json"
+    assert reasons[2].startswith("expect_column_values_to_be_between(created_at")
+    message = query(database, "select message from raw.quarantined_rows where line_number = 2")[0][0]
+    assert "2999-01-01" in str(message)
+    stored = query(database, "select validation_result from raw.ingest_batches")[0][0]
+    assert json.loads(str(stored))["rows_failed"] == 1
+    assert json.loads(str(stored))["outside_catalog"] == 1
