@@ -2,8 +2,8 @@
 
 A cycle holds an exclusive lock on a file beside the warehouse, so a second cycle started while
 one runs (a slow cycle overlapping the next cron tick) stops at once. Every step can be killed
-at any point and run again: batches that never finished are removed when the warehouse opens,
-spool segments and dropped files are removed or moved only after their batch has landed, and
+at any point and run again. Batches that never finished are removed when the warehouse opens.
+Spool segments and dropped files are removed or moved only after their batch has landed, and
 the app table's watermark moves only after its rows have landed.
 """
 
@@ -36,7 +36,7 @@ class SyncLockedError(RuntimeError):
 
 @dataclass(frozen=True)
 class SyncSources:
-    """What one cycle pulls: tracker spool folders, drop folders of files, and the app table."""
+    """Sources of one cycle: tracker spool folders, drop folders of files, and the app table."""
 
     spool_dirs: tuple[Path, ...] = ()
     drop_dirs: tuple[Path, ...] = ()
@@ -68,7 +68,8 @@ def cycle_lock(lock_path: Path) -> Iterator[None]:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             raise SyncLockedError(
-                f"another sync cycle holds {lock_path} (process {holder}); this cycle stops without doing anything"
+                f"another sync cycle is running and locks {lock_path} (process {holder}); "
+                "this cycle exits without doing anything, try again later"
             ) from None
         handle.seek(0)
         handle.truncate()

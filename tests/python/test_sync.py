@@ -72,7 +72,7 @@ def test_sync_second_cycle_exits_75(tmp_path: Path) -> None:
         result = run_cli(database, "sync", "--drop", str(drop), check=False)
 
     assert result.returncode == 75
-    assert "another sync cycle holds" in result.stderr
+    assert "another sync cycle is running" in result.stderr
     assert (drop / "sample.jsonl.gz").exists()
 
 
