@@ -25,7 +25,7 @@ import pyarrow as pa
 from ingest import __version__
 from ingest.catalog import ModelResolver
 from ingest.events import InvalidEvent, UsageEvent, parse_event, parse_json_line
-from ingest.readers import SourceRecord, csv_record_fields, expand_paths, file_sha256, read_records, source_kind
+from ingest.readers import SourceRecord, csv_record_fields, file_sha256, read_records, source_kind
 from ingest.warehouse.base import (
     QUARANTINE_SCHEMA,
     USAGE_EVENT_SCHEMA,
@@ -59,11 +59,6 @@ class _Located:
 
     record: SourceRecord
     source_file: str
-
-
-def ingest_paths(paths: list[Path], warehouse: Warehouse, resolver: ModelResolver) -> list[BatchResult]:
-    """Land every supported file under `paths`, one batch per file."""
-    return [ingest_file(path, warehouse, resolver) for path in expand_paths(paths)]
 
 
 def ingest_file(path: Path, warehouse: Warehouse, resolver: ModelResolver) -> BatchResult:
