@@ -72,12 +72,14 @@ def extract_token_usage(
     try:
         connection = psycopg2.connect(dsn)
     except psycopg2.Error as error:
-        raise AppTableError(f"cannot connect to the app database ({error}); check USAGE_WAREHOUSE_APP_DSN") from None
+        raise AppTableError(
+            f"cannot connect to the app database ({str(error).strip()}); check USAGE_WAREHOUSE_APP_DSN"
+        ) from None
     try:
         records = _rows_as_records(connection, since, newest)
         result = land_records(info, records, warehouse, resolver)
     except psycopg2.Error as error:
-        raise AppTableError(f"reading token_usage failed: {error}") from None
+        raise AppTableError(f"reading token_usage failed: {str(error).strip()}") from None
     finally:
         connection.close()
 
@@ -101,9 +103,13 @@ def _rows_as_records(
     with connection.cursor(name="token_usage_extract", cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
         cursor.itersize = FETCH_ROWS
         cursor.execute(sql, {"since": since})
+        # The watermark never passes the present: a row stamped in the future (a clock gone
+        # wrong) would otherwise make every later row fall before the next read.
+        now = datetime.now(UTC).replace(tzinfo=None)
         for number, row in enumerate(cursor, start=1):
             fields = _event_fields(row)
-            newest[:] = [(row["created_at"], str(row["id"]))]
+            if row["created_at"] <= now:
+                newest[:] = [(row["created_at"], str(row["id"]))]
             yield SourceRecord(number, json.dumps(fields, default=str, sort_keys=True), fields)
 
 

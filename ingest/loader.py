@@ -55,10 +55,11 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class _Located:
-    """A source record with the file it came from."""
+    """A source record with the file it came from and its position in the batch."""
 
     record: SourceRecord
     source_file: str
+    ordinal: int
 
 
 def ingest_file(path: Path, warehouse: Warehouse, resolver: ModelResolver) -> BatchResult:
@@ -83,7 +84,7 @@ def land_records(
 ) -> BatchResult:
     """Validate and land records from any source as one batch, in chunks."""
     started = time.monotonic() if started is None else started
-    located = (_Located(record, info.source_path) for record in records)
+    located = (_Located(record, info.source_path, ordinal) for ordinal, record in enumerate(records))
     summaries: list[dict[str, Any]] = []
     with warehouse.batch(info) as writer:
         rows_read = 0
@@ -91,9 +92,9 @@ def land_records(
         for chunk in _chunks(located, CHUNK_ROWS):
             rows_read += len(chunk)
             events, quarantined = _validate(chunk, info, resolver, summaries)
-            reasons.update(row["reason"] for row in quarantined)
             writer.append_events(events)
-            writer.append_quarantined(pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA))
+            stored = writer.append_quarantined(pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA))
+            reasons.update(row["reason"] for row in quarantined if row["quarantine_id"] in stored)
         validation = _merged_validation(summaries)
         counts = writer.finish(rows_read, validation_result=validation)
     result = BatchResult(info.source_path, info.batch_id, counts, reasons, seconds=time.monotonic() - started,
@@ -113,14 +114,14 @@ def replay_quarantine(warehouse: Warehouse, resolver: ModelResolver, reason: str
     label = "quarantine replay" + (f" of reason {reason}" if reason else "")
     info = _batch_info(label, "quarantine", f"replay:{uuid.uuid4().hex}", 0)
     with warehouse.batch(info) as writer:
-        located = [_Located(_replayed_record(row), row.source_file) for row in rows]
+        located = [_Located(_replayed_record(row), row.source_file, ordinal) for ordinal, row in enumerate(rows)]
         summaries: list[dict[str, Any]] = []
         events, failed = _validate(located, info, resolver, summaries)
-        landed_lines = set(zip(events.column("source_file").to_pylist(), events.column("line_number").to_pylist(),
-                               strict=True))
+        failed_ordinals = {row["quarantine_id"] for row in failed}
         writer.append_events(events)
         writer.mark_replayed([
-            row.quarantine_id for row in rows if (row.source_file, row.line_number) in landed_lines
+            row.quarantine_id for ordinal, row in enumerate(rows)
+            if _quarantine_id(info.batch_id, ordinal) not in failed_ordinals
         ])
         validation = _merged_validation(summaries)
         counts = writer.finish(len(rows), rows_kept_in_quarantine=len(failed), validation_result=validation)
@@ -241,7 +242,7 @@ def _event_row(event: UsageEvent, resolver: ModelResolver) -> dict[str, Any]:
 def _quarantine_row(item: _Located, invalid: InvalidEvent, info: BatchInfo, now: datetime) -> dict[str, Any]:
     record = item.record
     return {
-        "quarantine_id": f"{info.batch_id}:{record.line_number}",
+        "quarantine_id": _quarantine_id(info.batch_id, item.ordinal),
         "batch_id": info.batch_id,
         "source_file": item.source_file,
         "line_number": record.line_number,
@@ -261,6 +262,11 @@ def _quarantine_row(item: _Located, invalid: InvalidEvent, info: BatchInfo, now:
 def new_batch_info(source_path: str, source_format: str, content_id: str, byte_count: int = 0) -> BatchInfo:
     """Describe a new batch; `content_id` identifies its contents for skipping reloads."""
     return _batch_info(source_path, source_format, content_id, byte_count)
+
+
+def _quarantine_id(batch_id: str, ordinal: int) -> str:
+    # By position in the batch, not by line: several OTLP spans share the line of their request.
+    return f"{batch_id}:{ordinal}"
 
 
 def _batch_info(source_path: str, source_format: str, content_sha256: str, byte_count: int) -> BatchInfo:

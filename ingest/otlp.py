@@ -14,13 +14,13 @@ the registry in open-telemetry/semantic-conventions lists as deprecated read as 
 | Span attribute (fallbacks after the first)                              | Event field          |
 |-------------------------------------------------------------------------|----------------------|
 | `gen_ai.provider.name`, `gen_ai.system`                                 | provider, platform   |
-| `gen_ai.operation.name`                                                 | operation            |
+| `gen_ai.operation.name`, `llm.request.type`                             | operation            |
 | `gen_ai.response.model`, `gen_ai.request.model`                         | model                |
 | `gen_ai.response.id`                                                    | request_id           |
 | `gen_ai.usage.input_tokens`, `gen_ai.usage.prompt_tokens`               | input_tokens         |
 | `gen_ai.usage.output_tokens`, `gen_ai.usage.completion_tokens`          | output_tokens        |
-| `gen_ai.usage.cache_read.input_tokens`                                  | cached_input_tokens  |
-| `gen_ai.usage.cache_creation.input_tokens`                              | cache_write_tokens   |
+| `gen_ai.usage.cache_read.input_tokens`, `..._cache_read_input_tokens`   | cached_input_tokens  |
+| `gen_ai.usage.cache_creation.input_tokens`, `..._creation_input_tokens` | cache_write_tokens   |
 | `gen_ai.usage.reasoning.output_tokens`                                  | reasoning_tokens     |
 | `gen_ai.agent.name`, else the name of the enclosing `invoke_agent` span | tool_name            |
 | `gen_ai.conversation.id`, else the trace id for spans of an agent run   | run_id               |
@@ -71,6 +71,7 @@ PROVIDERS: dict[str, tuple[str, str | None]] = {
     "openai": ("openai", None),
     "azure.ai.openai": ("openai", "azure"),
     "az.ai.openai": ("openai", "azure"),
+    "az.ai.inference": ("openai", "azure"),
     "anthropic": ("anthropic", None),
     "gcp.gemini": ("google", None),
     # Any Google endpoint, backend unknown: the provider's own API is the closest guess.
@@ -84,7 +85,8 @@ PROVIDERS: dict[str, tuple[str, str | None]] = {
 }
 
 PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system")
-OPERATION_KEYS = ("gen_ai.operation.name",)
+# `llm.request.type` is what OpenLLMetry wrote before `gen_ai.operation.name` existed.
+OPERATION_KEYS = ("gen_ai.operation.name", "llm.request.type")
 MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model")
 REQUEST_ID_KEYS = ("gen_ai.response.id",)
 AGENT_NAME_KEYS = ("gen_ai.agent.name",)
@@ -104,8 +106,9 @@ ORGANIZATION_KEYS = ("organization.id", "app.organization_id")
 TOKEN_KEYS: dict[str, tuple[str, ...]] = {
     "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"),
     "output_tokens": ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"),
-    "cached_input_tokens": ("gen_ai.usage.cache_read.input_tokens",),
-    "cache_write_tokens": ("gen_ai.usage.cache_creation.input_tokens",),
+    # The underscore names are OpenLLMetry's, from before the conventions named cache counts.
+    "cached_input_tokens": ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens"),
+    "cache_write_tokens": ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens"),
     "reasoning_tokens": ("gen_ai.usage.reasoning.output_tokens",),
 }
 USAGE_KEYS = frozenset(key for keys in TOKEN_KEYS.values() for key in keys)

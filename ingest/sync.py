@@ -12,7 +12,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import shutil
+from datetime import UTC, datetime
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +30,8 @@ from ingest.warehouse.base import Warehouse
 logger = logging.getLogger(__name__)
 
 LANDED_FOLDER = "landed"
+# Names the tracker gives closed segments: a UTC timestamp, a dash, then a unique id.
+TRACKER_SEGMENT = re.compile(r"^\d{8}T\d{6}\d*Z?-[0-9A-Za-z-]+\.jsonl$")
 
 
 class SyncLockedError(RuntimeError):
@@ -115,14 +119,18 @@ def _pull_spool(
     if not spool.is_dir():
         report.failures.append(f"spool folder {spool} not found")
         return
-    for segment in sorted(spool.glob("*.jsonl")):
+    for segment in sorted(path for path in spool.glob("*.jsonl") if TRACKER_SEGMENT.match(path.name)):
         try:
             landed(ingest_file(segment, warehouse, resolver))
         except SourceError as error:
             logger.error("spool segment %s failed and is kept: %s", segment, error)
-            report.failures.append(f"{segment}: {error}")
+            report.failures.append(str(error))
             continue
         segment.unlink()
+
+
+def _landed_prefix() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
 
 
 def _pull_drop_folder(
@@ -139,8 +147,11 @@ def _pull_drop_folder(
             landed(ingest_file(path, warehouse, resolver))
         except SourceError as error:
             logger.error("dropped file %s failed and is left in place: %s", path, error)
-            report.failures.append(f"{path}: {error}")
+            report.failures.append(str(error))
             continue
         destination = target / path.relative_to(drop)
+        if destination.exists():
+            # A file of the same name landed before (a daily export, say): keep both.
+            destination = destination.with_name(f"{_landed_prefix()}-{destination.name}")
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(path), destination)

@@ -125,8 +125,11 @@ class BatchWriter(ABC):
         """Stage validated events; duplicates are resolved when the batch finishes."""
 
     @abstractmethod
-    def append_quarantined(self, rows: pa.Table) -> None:
-        """Store rows that failed validation."""
+    def append_quarantined(self, rows: pa.Table) -> set[str]:
+        """Store rows that failed validation and return the ids stored.
+
+        A row already quarantined and open from an earlier batch counts as a duplicate instead.
+        """
 
     @abstractmethod
     def mark_replayed(self, quarantine_ids: list[str]) -> None:

@@ -57,12 +57,29 @@ class DuckDBBatchWriter(BatchWriter):
         self._received += events.num_rows
         self._loaded += int(row[0]) if row else 0
 
-    def append_quarantined(self, rows: pa.Table) -> None:
+    def append_quarantined(self, rows: pa.Table) -> set[str]:
         if rows.num_rows == 0:
-            return
+            return set()
         with _registered(self._connection, "incoming_quarantine", rows), _transaction(self._connection):
-            self._connection.execute("insert into raw.quarantined_rows by name select * from incoming_quarantine")
-        self._quarantined += rows.num_rows
+            # A row whose text is already quarantined and open from an earlier batch (a file sent
+            # again, or the app table's overlap read twice) is a duplicate, not a second entry.
+            inserted = self._connection.execute(
+                """
+                insert into raw.quarantined_rows by name
+                select incoming.*
+                from incoming_quarantine as incoming
+                anti join raw.quarantined_rows as existing
+                    on incoming.raw_text = existing.raw_text
+                    and incoming.source_format = existing.source_format
+                    and existing.batch_id <> incoming.batch_id
+                    and existing.replayed_at is null
+                    and existing.dismissed_at is null
+                returning quarantine_id
+                """
+            ).fetchall()
+        self._quarantined += len(inserted)
+        self._received += rows.num_rows - len(inserted)
+        return {str(row[0]) for row in inserted}
 
     def mark_replayed(self, quarantine_ids: list[str]) -> None:
         if not quarantine_ids:

@@ -150,3 +150,18 @@ def test_extract_needs_dsn(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "USAGE_WAREHOUSE_APP_DSN is not set" in result.stderr
+
+
+def test_future_row_does_not_move_watermark(tmp_path: Path, app_dsn: str) -> None:
+    database = tmp_path / "w.duckdb"
+    _insert(app_dsn, datetime.fromisoformat("2025-09-03T10:00:00+00:00"))
+    _insert(app_dsn, datetime.fromisoformat("2099-01-01T00:00:00+00:00"))  # a clock gone wrong
+    first = _extract(database, app_dsn)
+    later = _insert(app_dsn, datetime.fromisoformat("2025-09-03T10:05:00+00:00"))
+
+    second = _extract(database, app_dsn)
+
+    assert "quarantined 1" in first
+    assert "loaded 1" in second
+    assert query(database, "select count(*) from raw.quarantined_rows") == [(1,)]
+    assert (f"token_usage:{later}",) in query(database, "select event_id from raw.usage_events")

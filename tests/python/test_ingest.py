@@ -231,7 +231,7 @@ warehouse = open_warehouse(Settings(target="duckdb", duckdb_path=database, proje
 info = loader._batch_info(str(source), "jsonl", "sha-test", 1)
 batch = warehouse.batch(info)
 writer = batch.__enter__()
-records = [loader._Located(record, str(source)) for record in read_records(source)]
+records = [loader._Located(record, str(source), ordinal) for ordinal, record in enumerate(read_records(source))]
 events, _ = loader._validate(records, info, ModelResolver())
 writer.append_events(events)
 os._exit(9)
@@ -247,7 +247,7 @@ def test_failed_batch_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="disk on fire"):
         with warehouse.batch(info) as writer:
             events, _ = loader._validate(
-                [loader._Located(record, str(source)) for record in read_records(source)], info, ModelResolver()
+                [loader._Located(record, str(source), ordinal) for ordinal, record in enumerate(read_records(source))], info, ModelResolver()
             )
             writer.append_events(events)
             raise RuntimeError("disk on fire")
@@ -372,7 +372,7 @@ def test_spool_segment_landed_before_deleted(tmp_path: Path) -> None:
     database = tmp_path / "w.duckdb"
     spool = tmp_path / "spool"
     spool.mkdir()
-    segment = write_jsonl(spool / "seg.jsonl", [_event("s1")])
+    segment = write_jsonl(spool / "20261201T000000-0a1b.jsonl", [_event("s1")])
     run_cli(database, "ingest", str(segment))  # landed, but the process died before deleting it
 
     result = run_cli(database, "ingest", "--spool", str(spool))
@@ -451,3 +451,47 @@ def test_expectation_failures_quarantined_by_name(tmp_path: Path) -> None:
     stored = query(database, "select validation_result from raw.ingest_batches")[0][0]
     assert json.loads(str(stored))["rows_failed"] == 1
     assert json.loads(str(stored))["outside_catalog"] == 1
+
+
+def test_spool_ignores_other_files(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    other = write_jsonl(spool / "daily.jsonl", [_event("d1")])
+
+    result = run_cli(tmp_path / "w.duckdb", "ingest", "--spool", str(spool))
+
+    assert "shipped 0 closed segments" in result.stdout
+    assert other.exists()
+
+
+def test_same_bad_line_quarantined_once(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    first = tmp_path / "day1.jsonl"
+    first.write_text('{"event_id": "x", \n' + json.dumps(_event("a")) + "\n")
+    resent = tmp_path / "day1-resent.jsonl"
+    resent.write_text('{"event_id": "x", \n' + json.dumps(_event("a")) + "\n" + json.dumps(_event("b")) + "\n")
+    run_cli(database, "ingest", str(first))
+
+    result = run_cli(database, "ingest", str(resent))
+
+    assert "read 3 = loaded 1 + duplicate 2 + quarantined 0" in result.stdout
+    assert query(database, "select count(*) from raw.quarantined_rows") == [(1,)]
+
+
+def test_otlp_spans_of_one_request_quarantined_apart(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    request = json.loads(json.dumps(OTLP_REQUEST))
+    span = request["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    broken = []
+    for number in range(3):
+        copy = json.loads(json.dumps(span))
+        copy["spanId"] = f"00000000000000a{number}"
+        copy["attributes"] = [item for item in copy["attributes"] if item["key"] != "gen_ai.operation.name"]
+        broken.append(copy)
+    request["resourceSpans"][0]["scopeSpans"][0]["spans"] = [span, *broken]
+    source = tmp_path / "old.otlp.json"
+    source.write_text(json.dumps(request))
+
+    result = run_cli(database, "ingest", str(source))
+
+    assert "read 4 = loaded 1 + duplicate 0 + quarantined 3" in result.stdout
