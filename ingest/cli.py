@@ -31,7 +31,7 @@ class CommandError(click.ClickException):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--target", envvar="USAGE_WAREHOUSE_TARGET", help="Warehouse to use: duckdb (default).")
+@click.option("--target", envvar="USAGE_WAREHOUSE_TARGET", help="Warehouse to use: duckdb (default) or postgres (connection: USAGE_WAREHOUSE_PG_DSN or the PG* variables).")
 @click.option(
     "--duckdb", "duckdb_path", envvar="USAGE_WAREHOUSE_DUCKDB",
     help="DuckDB file of the warehouse [default: warehouse/usage.duckdb in the project].",

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-TARGETS = ("duckdb",)
+TARGETS = ("duckdb", "postgres")
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_DUCKDB_PATH = Path("warehouse") / "usage.duckdb"
 
@@ -22,19 +22,51 @@ class Settings:
     target: str
     duckdb_path: Path
     project_dir: Path
+    # libpq connection string of the postgres target; None means the PG* variables alone.
+    postgres_dsn: str | None = None
 
     @property
     def deployments_seed(self) -> Path:
         return self.project_dir / "seeds" / "reference" / "deployment_models.csv"
 
+    @property
+    def dbt_target_path(self) -> Path:
+        """The folder of dbt's compiled SQL and results for this warehouse."""
+        if self.target == "postgres":
+            # One folder per database, so builds of two databases can run at the same time.
+            database = self.dbt_environment().get("PGDATABASE") or os.environ.get("PGDATABASE") or "default"
+            return self.project_dir / "target" / f"postgres-{database}"
+        # Each DuckDB file gets its own folder beside it, so builds of two warehouses do not
+        # overwrite each other's compiled SQL and results.
+        return self.duckdb_path.with_name(f"{self.duckdb_path.name}.dbt_target")
+
     def dbt_environment(self) -> dict[str, str]:
-        """Return the environment variables that point dbt's profile at this warehouse."""
-        return {
+        """Return the environment variables that point dbt's profile at this warehouse.
+
+        The postgres profile reads the libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD,
+        PGDATABASE), so a DSN in USAGE_WAREHOUSE_PG_DSN is split into those variables here.
+        """
+        environment = {
             "USAGE_WAREHOUSE_TARGET": self.target,
             "USAGE_WAREHOUSE_DUCKDB": str(self.duckdb_path),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
             "DBT_VERSION_CHECK": "False",
         }
+        if self.target == "postgres" and self.postgres_dsn:
+            environment.update(libpq_environment(self.postgres_dsn))
+        return environment
+
+
+def libpq_environment(dsn: str) -> dict[str, str]:
+    """Return the PG* variables that reach the same database as a libpq connection string."""
+    from psycopg2.extensions import parse_dsn
+
+    try:
+        parts = parse_dsn(dsn)
+    except Exception as error:  # psycopg2 raises ProgrammingError; keep the DSN out of the message
+        raise ConfigError(f"USAGE_WAREHOUSE_PG_DSN is not a valid libpq connection string: {type(error).__name__}") from None
+    names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE"}
+    return {names[key]: value for key, value in parts.items() if key in names}
 
 
 def load_settings(target: str | None = None, duckdb_path: str | None = None) -> Settings:
@@ -51,4 +83,7 @@ def load_settings(target: str | None = None, duckdb_path: str | None = None) -> 
     # An explicit path is relative to the working folder; the default lives in the project.
     path_text = duckdb_path or os.environ.get("USAGE_WAREHOUSE_DUCKDB")
     path = Path(path_text).resolve() if path_text else project_dir / DEFAULT_DUCKDB_PATH
-    return Settings(target=chosen_target, duckdb_path=path, project_dir=project_dir)
+    postgres_dsn = os.environ.get("USAGE_WAREHOUSE_PG_DSN") or None
+    if chosen_target == "postgres" and postgres_dsn:
+        libpq_environment(postgres_dsn)  # reject an invalid DSN before any command runs
+    return Settings(target=chosen_target, duckdb_path=path, project_dir=project_dir, postgres_dsn=postgres_dsn)

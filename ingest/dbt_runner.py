@@ -39,9 +39,7 @@ def run_dbt(settings: Settings, arguments: list[str]) -> DbtOutcome:
     if not dbt.exists():
         raise DbtError(f"dbt is not installed next to {sys.executable}; run `make venv` to install it")
     project = str(settings.project_dir)
-    # Each warehouse file gets its own dbt target folder beside it, so builds of two warehouses
-    # do not overwrite each other's compiled SQL and results.
-    target = settings.duckdb_path.with_name(f"{settings.duckdb_path.name}.dbt_target")
+    target = settings.dbt_target_path
     results_path = target / "run_results.json"
     results_path.unlink(missing_ok=True)
     command = [

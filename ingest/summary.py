@@ -19,6 +19,7 @@ TRY_QUERY = (
 
 def print_summary(settings: Settings) -> None:
     """Read the marts and the quarantine of the DuckDB warehouse and print the totals."""
+    _require_duckdb(settings, "summary")
     if not settings.duckdb_path.exists():
         raise SummaryError(
             f"no warehouse at {settings.duckdb_path}; run `usage-warehouse ingest FILE` and `usage-warehouse build` first"
@@ -45,6 +46,7 @@ def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[objec
     """Run one query on a read-only connection and return the column names and rows."""
     if not sql.strip():
         raise SummaryError("the query is empty; pass one SQL statement, for example \"select 1\"")
+    _require_duckdb(settings, "query")
     if not settings.duckdb_path.exists():
         raise SummaryError(f"no warehouse at {settings.duckdb_path}; run `usage-warehouse run` first")
     connection = _connect_read_only(settings.duckdb_path)
@@ -62,6 +64,15 @@ def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[objec
 
 class SummaryError(RuntimeError):
     """The warehouse cannot be read, or has nothing to summarize yet."""
+
+
+def _require_duckdb(settings: Settings, command: str) -> None:
+    # TODO: read PostgreSQL too; until then the command rejects it instead of opening a DuckDB file.
+    if settings.target != "duckdb":
+        raise SummaryError(
+            f"`usage-warehouse {command}` supports the duckdb target only for now; on {settings.target}, "
+            "query the marts schema with psql"
+        )
 
 
 def _connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:

@@ -11,9 +11,13 @@ def open_warehouse(settings: Settings) -> Warehouse:
     if settings.target == "duckdb":
         from ingest.warehouse.duckdb import DuckDBWarehouse
 
-        warehouse = DuckDBWarehouse(settings.duckdb_path)
+        warehouse: Warehouse = DuckDBWarehouse(settings.duckdb_path)
+    elif settings.target == "postgres":
+        from ingest.warehouse.postgres import PostgresWarehouse
+
+        warehouse = PostgresWarehouse(settings.postgres_dsn)
     else:
-        raise ValueError(f"unsupported target {settings.target!r}; use duckdb")
+        raise ValueError(f"unsupported target {settings.target!r}; use duckdb or postgres")
     warehouse.apply_migrations()
     warehouse.remove_unfinished_batches()
     return warehouse

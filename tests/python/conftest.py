@@ -16,6 +16,11 @@ import pytest
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SHARED_DIR = PROJECT_DIR.parent / "shared"
 CLI = Path(sys.executable).with_name("usage-warehouse")
+# The PostgreSQL tests reach the server the way CI starts it: TCP on 127.0.0.1 as postgres.
+# Variables already set (another host, another user) win.
+os.environ.setdefault("PGHOST", "127.0.0.1")
+os.environ.setdefault("PGUSER", "postgres")
+
 SAMPLE_EVENTS = 3000
 SAMPLE_DAYS = 14
 SAMPLE_END = "2026-11-30"

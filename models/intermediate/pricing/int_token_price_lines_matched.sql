@@ -140,10 +140,15 @@ priced_lines as (
         applied_lines.per_units,
         leaf_quantities.leaf_quantity,
         leaf_quantities.leaf_quantity < 0 as has_negative_quantity,
-        -- Exact: a decimal price times a whole quantity times an exact power of ten.
-        applied_lines.unit_price
-        * leaf_quantities.leaf_quantity
-        * {{ per_unit_factor('applied_lines.per_units') }} as line_cost_usd
+        -- Exact: a decimal price times a whole quantity times an exact power of ten. The scale
+        -- is the sum of the price's 18 and the factor's 6 digits; the cast states the type that
+        -- DuckDB derives, because PostgreSQL would leave the numeric unconstrained.
+        cast(
+            applied_lines.unit_price
+            * leaf_quantities.leaf_quantity
+            * {{ per_unit_factor('applied_lines.per_units') }}
+            as decimal(38, 24)
+        ) as line_cost_usd
     from applied_lines
     inner join leaf_quantities
         on

@@ -151,25 +151,30 @@ costed as (
 
     select
         *,
-        case
-            when not is_metered then null
-            when pricing_basis = 'units'
-                then {{ usd('units * unit_price_usd') }}
-            when
-                pricing_basis = 'tokens'
-                and price_line_count > 0
-                and unsupported_line_count = 0
-                and negative_line_count = 0
-                then case
-                    when not needs_tier_rule then {{ usd('token_cost_usd') }}
-                    -- Narrow both factors first, so the product's scale stays within 38 digits.
-                    when rule_price_multiplier is not null
-                        then {{ usd(
-                            'cast(token_cost_usd as decimal(38, 18))'
-                            ~ ' * cast(rule_price_multiplier as decimal(9, 6))'
-                        ) }}
-                end
-        end as computed_cost_usd
+        -- The outer cast keeps decimal(38, 12) on PostgreSQL, which drops a numeric's precision
+        -- from a case that has null branches.
+        cast(
+            case
+                when not is_metered then null
+                when pricing_basis = 'units'
+                    then {{ usd('units * unit_price_usd') }}
+                when
+                    pricing_basis = 'tokens'
+                    and price_line_count > 0
+                    and unsupported_line_count = 0
+                    and negative_line_count = 0
+                    then case
+                        when not needs_tier_rule then {{ usd('token_cost_usd') }}
+                        -- Narrow both factors first, so the product's scale stays within 38 digits.
+                        when rule_price_multiplier is not null
+                            then {{ usd(
+                                'cast(token_cost_usd as decimal(38, 18))'
+                                ~ ' * cast(rule_price_multiplier as decimal(9, 6))'
+                            ) }}
+                    end
+            end
+            as decimal(38, 12)
+        ) as computed_cost_usd
     from metering
 
 ),
@@ -178,7 +183,7 @@ classified as (
 
     select
         *,
-        coalesce(computed_cost_usd, reported_cost_usd) as cost_usd,
+        {{ usd('coalesce(computed_cost_usd, reported_cost_usd)') }} as cost_usd,
         -- The rule's multiplier only where it set the price, so the column never suggests a
         -- discount on top of the catalog's own batch price.
         case

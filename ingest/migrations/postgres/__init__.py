@@ -1,0 +1,1 @@
+"""PostgreSQL migrations of the raw tables, applied in file name order."""
