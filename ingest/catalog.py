@@ -28,7 +28,7 @@ PLATFORM_CATALOG_PROVIDERS = {
 
 @dataclass(frozen=True)
 class ModelResolution:
-    """Where an event's prices come from.
+    """Source of an event's prices.
 
     `catalog_provider_id` is the catalog provider of the call's platform. `price_provider_id` is
     the provider whose model list contains the model; the two differ when the catalog falls back,

@@ -159,8 +159,8 @@ def _validate(
 ) -> tuple[pa.Table, list[dict[str, Any]]]:
     """Split a chunk into an Arrow table of valid events and a list of quarantine rows.
 
-    Each record is parsed first (a record that cannot become an event is quarantined with the
-    parser's reason), then the parsed chunk runs through the Great Expectations suite, and a row
+    Each record is parsed first, and a record that cannot become an event is quarantined with the
+    parser's reason. The parsed chunk then runs through the Great Expectations suite, and a row
     that breaks an expectation is quarantined under that expectation's name. The suite's summary
     of the chunk is appended to `summaries` when given.
     """

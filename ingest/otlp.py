@@ -29,7 +29,7 @@ the registry in open-telemetry/semantic-conventions lists as deprecated read as 
 | `organization.id`, `app.organization_id` (span, then resource)          | organization_id      |
 | resource `service.name`                                                 | service              |
 
-The registry says `gen_ai.usage.input_tokens` should include all input tokens, cached ones too, and
+The registry states that `gen_ai.usage.input_tokens` includes all input tokens, cached ones too, and
 that both cache counts should be included in it. That is the canonical convention, so the counts are
 copied unchanged. A producer that reports input without the cache is not corrected here: when its
 cache counts exceed its input, validation quarantines the event as `cached_exceeds_input`.

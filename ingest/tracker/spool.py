@@ -6,7 +6,7 @@ segment fsyncs the file, renames it to ``<timestamp>-<uuid>.jsonl`` and fsyncs t
 ``.jsonl`` file is complete and never changes again. Only closed segments may be shipped.
 
 A segment is created under a hidden ``.<timestamp>-<uuid>.jsonl.creating`` name, locked, and then
-renamed to ``.jsonl.open``, so recovery never sees an open segment whose lock is not yet taken.
+renamed to ``.jsonl.open``, so recovery never finds an open segment whose lock is not yet taken.
 
 NOTE: the locks use ``fcntl.flock``, so the spool works on POSIX systems only.
 """

@@ -77,7 +77,7 @@ class Tracker:
     A segment closes when it contains ``segment_max_events`` events, when an event arrives after it
     has been open ``segment_max_seconds``, on `rotate_if_due`, and on `flush_segment` or `close`.
     Creating the tracker recovers open segments left by dead processes. Safe to share between
-    threads. Raise ValueError for invalid limits; recording itself never raises.
+    threads. Raise ValueError for invalid limits. Recording catches every Exception and counts it instead.
     """
 
     def __init__(
@@ -245,7 +245,7 @@ class Tracker:
         attributes: Mapping[str, Any] | None,
         metadata: Mapping[str, Any] | None,
     ) -> str | None:
-        """Build an event with `build_fields` and append it; any error is reported, never raised."""
+        """Build an event with `build_fields` and append it. An Exception is counted and logged, not raised."""
         context = ctx if ctx is not None else current_context()
         event_id = str(uuid.uuid4())
         try:

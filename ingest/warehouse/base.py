@@ -6,7 +6,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass
 from datetime import datetime
+from importlib import resources
 from typing import Any
 
 import pyarrow as pa
@@ -186,3 +189,38 @@ class Warehouse(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the connection."""
+
+
+class MigrationError(RuntimeError):
+    """An applied migration no longer matches its file."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One versioned SQL file of an engine's raw tables."""
+
+    name: str
+    sql: str
+    checksum: str
+
+
+def pending_migrations(engine: str, applied: dict[str, str]) -> list[Migration]:
+    """Return the engine's migrations not applied yet, in order.
+
+    `applied` maps each applied migration's name to its checksum; a changed file raises
+    `MigrationError`, because an applied migration must never be edited.
+    """
+    pending = []
+    files = sorted(resources.files(f"ingest.migrations.{engine}").iterdir(), key=lambda item: item.name)
+    for file in files:
+        if not file.name.endswith(".sql"):
+            continue
+        sql = file.read_text()
+        checksum = hashlib.sha256(sql.encode()).hexdigest()
+        if file.name not in applied:
+            pending.append(Migration(file.name, sql, checksum))
+        elif applied[file.name] != checksum:
+            raise MigrationError(
+                f"migration {file.name} changed after it was applied; add a new migration instead of editing it"
+            )
+    return pending

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from ingest.warehouse.base import BatchCounts, BatchInfo, BatchWriter, QuarantinedRow, Warehouse
+from ingest.warehouse.base import (
+    BatchCounts,
+    BatchInfo,
+    BatchWriter,
+    QuarantinedRow,
+    Warehouse,
+    pending_migrations,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -146,28 +151,13 @@ class DuckDBWarehouse(Warehouse):
         )
         applied = dict(self._connection.execute("select version, checksum from main.schema_migrations").fetchall())
         names = []
-        for migration in sorted(resources.files("ingest.migrations.duckdb").iterdir(), key=lambda item: item.name):
-            if not migration.name.endswith(".sql"):
-                continue
-            sql = migration.read_text()
-            checksum = hashlib.sha256(sql.encode()).hexdigest()
-            if migration.name in applied:
-                if applied[migration.name] != checksum:
-                    raise MigrationError(
-                        f"migration {migration.name} changed after it was applied to {self.path}; "
-                        "add a new migration instead of editing an applied one"
-                    )
-                continue
-            self._connection.execute("begin transaction")
-            try:
-                self._connection.execute(sql)
+        for migration in pending_migrations("duckdb", applied):
+            with _transaction(self._connection):
+                self._connection.execute(migration.sql)
                 self._connection.execute(
-                    "insert into main.schema_migrations values (?, ?, ?)", [migration.name, checksum, _utc_now()]
+                    "insert into main.schema_migrations values (?, ?, ?)",
+                    [migration.name, migration.checksum, _utc_now()],
                 )
-                self._connection.execute("commit")
-            except duckdb.Error:
-                self._connection.execute("rollback")
-                raise
             names.append(migration.name)
         return names
 
@@ -287,10 +277,6 @@ class DuckDBWarehouse(Warehouse):
 
 class WarehouseOpenError(RuntimeError):
     """The DuckDB file cannot be opened: a bad path, no permission, or another process has it."""
-
-
-class MigrationError(RuntimeError):
-    """An applied migration no longer matches its file."""
 
 
 @contextmanager

@@ -8,21 +8,26 @@ but a `failed` ledger row written after the rollback.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions
 import pyarrow as pa
 
-from ingest.warehouse.base import BatchCounts, BatchInfo, BatchWriter, QuarantinedRow, Warehouse
+from ingest.warehouse.base import (
+    BatchCounts,
+    BatchInfo,
+    BatchWriter,
+    QuarantinedRow,
+    Warehouse,
+    pending_migrations,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -154,22 +159,11 @@ class PostgresWarehouse(Warehouse):
             )
             cursor.execute("select version, checksum from public.schema_migrations")
             applied = dict(cursor.fetchall())
-            migrations = sorted(resources.files("ingest.migrations.postgres").iterdir(), key=lambda item: item.name)
-            for migration in migrations:
-                if not migration.name.endswith(".sql"):
-                    continue
-                sql = migration.read_text()
-                checksum = hashlib.sha256(sql.encode()).hexdigest()
-                if migration.name in applied:
-                    if applied[migration.name] != checksum:
-                        raise MigrationError(
-                            f"migration {migration.name} changed after it was applied; "
-                            "add a new migration instead of editing an applied one"
-                        )
-                    continue
-                cursor.execute(sql)
+            for migration in pending_migrations("postgres", applied):
+                cursor.execute(migration.sql)
                 cursor.execute(
-                    "insert into public.schema_migrations values (%s, %s, %s)", [migration.name, checksum, _utc_now()]
+                    "insert into public.schema_migrations values (%s, %s, %s)",
+                    [migration.name, migration.checksum, _utc_now()],
                 )
                 names.append(migration.name)
         return names
@@ -262,7 +256,7 @@ class PostgresWarehouse(Warehouse):
     ) -> list[tuple[object, ...]]:
         """Run a read query and return all rows (used by summaries and tests).
 
-        Inside an open batch the query joins the batch's transaction, so it sees the rows staged
+        Inside an open batch the query joins the batch's transaction, so it reads the rows staged
         so far and does not commit them.
         """
         if self._batch_open:
@@ -279,10 +273,6 @@ class PostgresWarehouse(Warehouse):
 
 class WarehouseOpenError(RuntimeError):
     """The PostgreSQL server cannot be reached, or rejects the connection."""
-
-
-class MigrationError(RuntimeError):
-    """An applied migration no longer matches its file."""
 
 
 def _copy_to_staging(cursor: psycopg2.extensions.cursor, staging: str, like: str, table: pa.Table) -> None:

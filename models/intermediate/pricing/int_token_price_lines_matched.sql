@@ -141,7 +141,7 @@ priced_lines as (
         leaf_quantities.leaf_quantity,
         leaf_quantities.leaf_quantity < 0 as has_negative_quantity,
         -- Exact: a decimal price times a whole quantity times an exact power of ten. The scale
-        -- is the sum of the price's 18 and the factor's 6 digits; the cast states the type that
+        -- is the sum of the price's 18 and the factor's 6 digits. The cast states the type that
         -- DuckDB derives, because PostgreSQL would leave the numeric unconstrained.
         cast(
             applied_lines.unit_price
