@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,23 +20,98 @@ from ingest.readers import SourceError, expand_paths
 from ingest.sample import SampleSummary
 from ingest.warehouse.base import Warehouse
 
+if TYPE_CHECKING:
+    from ingest.warehouse.postgres import PostgresWarehouse
+
 logger = logging.getLogger("ingest")
 
 SAMPLE_EVENTS = 5000
 SAMPLE_DAYS = 30
 EXIT_LOCKED = 75  # EX_TEMPFAIL: try again later
 MAX_SAMPLE_DAYS = 3650
+# Key of context.meta that stores why the group's options are invalid. The error is raised by
+# the command, because the command's own --target or --duckdb may replace the invalid value.
+SETTINGS_ERROR = "usage_warehouse.settings_error"
 
 
 class CommandError(click.ClickException):
     """An error the command line reports in one line, with exit code 1."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--target", envvar="USAGE_WAREHOUSE_TARGET", help="Warehouse to use: duckdb (default) or postgres (connection: USAGE_WAREHOUSE_PG_DSN or the PG* variables).")
+class _WarehouseGroup(click.Group):
+    """The top-level group: every command under it also takes --target and --duckdb after its name."""
+
+    def resolve_command(
+        self, context: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(context, args)
+        # Added when the command is looked up, so every command and group added to the CLI gets
+        # the options without being listed here.
+        if command is not None:
+            _add_warehouse_options(command)
+        return name, command, rest
+
+
+def _add_warehouse_options(command: click.Command) -> None:
+    """Let every leaf command under COMMAND take --target and --duckdb, overriding the group's."""
+    if isinstance(command, click.Group):
+        for subcommand in command.commands.values():
+            _add_warehouse_options(subcommand)
+        return
+    if any(param.name in ("target_override", "duckdb_override") for param in command.params):
+        return
+    flags = {flag for param in command.params for flag in param.opts}
+    # A command with its own --target or --duckdb keeps it, and takes the warehouse from the group.
+    if "--target" not in flags:
+        command.params.append(click.Option(
+            ["--target", "target_override"],
+            help="Warehouse to use: duckdb or postgres. Overrides --target before the command and "
+                 "USAGE_WAREHOUSE_TARGET.",
+        ))
+    if "--duckdb" not in flags:
+        command.params.append(click.Option(
+            ["--duckdb", "duckdb_override"],
+            help="DuckDB file of the warehouse. Overrides --duckdb before the command and "
+                 "USAGE_WAREHOUSE_DUCKDB.",
+        ))
+    callback = command.callback
+    if callback is None:
+        return  # click runs nothing for a command without a callback
+
+    @functools.wraps(callback)
+    def run_with_settings(
+        *args: object, target_override: str | None = None, duckdb_override: str | None = None, **kwargs: object
+    ) -> object:
+        context = click.get_current_context()
+        context.obj = _command_settings(context, target_override, duckdb_override)
+        return callback(*args, **kwargs)
+
+    command.callback = run_with_settings
+
+
+def _command_settings(context: click.Context, target: str | None, duckdb_path: str | None) -> Settings:
+    """Return the settings of the group's options, with the command's own options on top."""
+    root = context.find_root()
+    if target is None and duckdb_path is None:
+        if SETTINGS_ERROR in root.meta:
+            raise CommandError(root.meta[SETTINGS_ERROR])
+        return root.obj  # type: ignore[no-any-return]
+    try:
+        return load_settings(target or root.params.get("target"), duckdb_path or root.params.get("duckdb_path"))
+    except ConfigError as error:
+        raise CommandError(str(error)) from None
+
+
+@click.group(cls=_WarehouseGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--target", envvar="USAGE_WAREHOUSE_TARGET",
+    help="Warehouse to use: duckdb (default) or postgres (connection: USAGE_WAREHOUSE_PG_DSN or the PG* "
+         "variables). Every command also takes it after its name.",
+)
 @click.option(
     "--duckdb", "duckdb_path", envvar="USAGE_WAREHOUSE_DUCKDB",
-    help="DuckDB file of the warehouse [default: warehouse/usage.duckdb in the project].",
+    help="DuckDB file of the warehouse [default: warehouse/usage.duckdb in the project]. Every command also "
+         "takes it after its name.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 @click.pass_context
@@ -50,7 +127,7 @@ def cli(context: click.Context, target: str | None, duckdb_path: str | None, ver
     try:
         context.obj = load_settings(target, duckdb_path)
     except ConfigError as error:
-        raise CommandError(str(error)) from None
+        context.meta[SETTINGS_ERROR] = str(error)
 
 
 @cli.command()
@@ -193,6 +270,78 @@ def quarantine_dismiss(settings: Settings, reason: str | None, batch_id: str | N
         click.echo("no open rows matched; `usage-warehouse quarantine list` shows the open reasons")
 
 
+@cli.group()
+def access() -> None:
+    """Manage which PostgreSQL roles read which organization's rows (postgres target)."""
+
+
+@access.command("grant")
+@click.option("--role", required=True, help="Existing PostgreSQL role that reads the marts.")
+@click.option("--org", "organization_id", help="Organization id whose rows the role reads, as in organization_id.")
+@click.option("--all", "all_organizations", is_flag=True,
+              help="Let the role read every row, unattributed events included (a superuser's view).")
+@click.pass_obj
+def access_grant(settings: Settings, role: str, organization_id: str | None, all_organizations: bool) -> None:
+    """Let ROLE read one organization's rows of the marts, or every row with --all."""
+    from ingest.access import AccessError, grant_access
+
+    warehouse = _open_access_warehouse(settings)
+    try:
+        changed = grant_access(warehouse.connection, settings.reader_role, role, organization_id, all_organizations)
+    except AccessError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        warehouse.close()
+    scope = "every organization" if all_organizations else f"organization {organization_id}"
+    click.echo(f"role {role} {'now reads' if changed else 'already reads'} {scope}")
+
+
+@access.command("revoke")
+@click.option("--role", required=True, help="Role whose grant to remove.")
+@click.pass_obj
+def access_revoke(settings: Settings, role: str) -> None:
+    """Remove ROLE's grant; it reads no rows of the marts afterwards."""
+    from ingest.access import AccessError, revoke_access
+
+    warehouse = _open_access_warehouse(settings)
+    try:
+        revoke_access(warehouse.connection, settings.reader_role, role)
+    except AccessError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        warehouse.close()
+    click.echo(f"role {role} no longer reads the marts")
+
+
+@access.command("list")
+@click.pass_obj
+def access_list(settings: Settings) -> None:
+    """Show each role's scope, and what keeps a grant from working."""
+    from ingest.access import list_access
+
+    warehouse = _open_access_warehouse(settings)
+    try:
+        grants = list_access(warehouse.connection, settings.reader_role)
+    finally:
+        warehouse.close()
+    if not grants:
+        click.echo(f"no grants; members of {settings.reader_role} would read no rows")
+        return
+    for grant in grants:
+        click.echo(f"{grant.role_name}: {grant.scope}")
+        for problem in grant.problems:
+            click.echo(f"  problem: {problem}")
+
+
+def _open_access_warehouse(settings: Settings) -> PostgresWarehouse:
+    if settings.target != "postgres":
+        raise CommandError(
+            "`usage-warehouse access` needs the postgres target (--target postgres): the DuckDB warehouse is "
+            "single-tenant and has no roles. Share one organization's rows with `usage-warehouse export --org ORG`"
+        )
+    return _open_warehouse(settings)  # type: ignore[return-value]
+
+
 @cli.command()
 @click.option("--spool", "spools", multiple=True, type=click.Path(path_type=Path, file_okay=False),
               help="Tracker spool folder to ship (repeatable) [also: USAGE_WAREHOUSE_SPOOL_DIRS].")
@@ -212,7 +361,9 @@ def sync(
 
     Exit codes: 0 done (quarantined rows included), 75 another cycle holds the lock, 1 failed.
     """
-    from ingest.sync import SyncLockedError, SyncSources, cycle_lock, pull_sources
+    from ingest.sync import (
+        SyncLockedError, SyncLockError, SyncSources, cycle_lock, database_cycle_lock, pull_sources,
+    )
 
     sources = SyncSources(
         spool_dirs=spools or _paths_from_environment("USAGE_WAREHOUSE_SPOOL_DIRS"),
@@ -225,9 +376,12 @@ def sync(
             "no source configured; pass --spool, --drop or --app-table, or set USAGE_WAREHOUSE_SPOOL_DIRS, "
             "USAGE_WAREHOUSE_DROP_DIRS or USAGE_WAREHOUSE_APP_DSN"
         )
-    lock_path = settings.duckdb_path.with_name(f"{settings.duckdb_path.name}.sync.lock")
+    if settings.target == "postgres":
+        lock = database_cycle_lock(settings.postgres_dsn)
+    else:
+        lock = cycle_lock(settings.duckdb_path.with_name(f"{settings.duckdb_path.name}.sync.lock"))
     try:
-        with cycle_lock(lock_path):
+        with lock:
             logger.info("sync cycle started")
             progress = _SyncProgress()
             warehouse = _open_warehouse(settings)
@@ -241,6 +395,8 @@ def sync(
     except SyncLockedError as error:
         click.echo(f"Error: {error}", err=True)
         raise click.exceptions.Exit(EXIT_LOCKED) from None
+    except SyncLockError as error:
+        raise CommandError(str(error)) from None
     if report.failures:
         raise CommandError(
             f"{len(report.failures)} sources failed (what landed is built):\n  " + "\n  ".join(report.failures)
@@ -306,6 +462,33 @@ def query_command(settings: Settings, sql: str) -> None:
     except SummaryError as error:
         raise CommandError(str(error)) from None
     _print_table(columns, rows)
+
+
+@cli.command("export")
+@click.option("--org", "organization_id", required=True,
+              help="Organization id whose rows to export, as in the marts' organization_id column.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder to write [default: exports/<org> beside the DuckDB file; on postgres, "
+                   "exports/<org> in the working folder].")
+@click.pass_obj
+def export_command(settings: Settings, organization_id: str, out: Path | None) -> None:
+    """Write one organization's rows of the organization-facing marts as Parquet and CSV.
+
+    Writes fct_usage_events, fct_usage_daily and token_usage, each as <relation>.parquet and
+    <relation>.csv, on a read-only connection.
+    """
+    from ingest.export import ExportError, check_organization_id, default_export_folder, export_organization
+
+    try:
+        check_organization_id(organization_id)
+        folder = out or default_export_folder(settings, organization_id)
+        exported = export_organization(settings, organization_id, folder)
+    except ExportError as error:
+        raise CommandError(str(error)) from None
+    click.echo(f"exported organization {organization_id} to {folder}:")
+    for relation in exported:
+        names = ", ".join(path.name for path in relation.files)
+        click.echo(f"  {relation.relation:<18}{relation.rows:>10,} rows  {names}")
 
 
 @cli.command()
@@ -394,7 +577,12 @@ def _open_warehouse(settings: Settings) -> Warehouse:
 
 def _build(settings: Settings, *, full_refresh: bool, selection: str | None) -> None:
     # Migrations first, so a build on a new file finds the raw tables it reads.
-    _open_warehouse(settings).close()
+    warehouse = _open_warehouse(settings)
+    try:
+        if settings.target == "postgres":
+            _ensure_reader_role(settings, warehouse)
+    finally:
+        warehouse.close()
     arguments = ["build"]
     if full_refresh:
         arguments.append("--full-refresh")
@@ -411,6 +599,16 @@ def _build(settings: Settings, *, full_refresh: bool, selection: str | None) -> 
     if not outcome.success:
         details = "\n".join(f"  {failure}" for failure in outcome.failures) or "  see the dbt output above"
         raise CommandError(f"dbt build failed:\n{details}")
+
+
+def _ensure_reader_role(settings: Settings, warehouse: Warehouse) -> None:
+    """Create the role that the marts are granted to, which dbt's grants need."""
+    from ingest.access import AccessError, ensure_reader_role
+
+    try:
+        ensure_reader_role(warehouse.connection, settings.reader_role)  # type: ignore[attr-defined]
+    except AccessError as error:
+        raise CommandError(str(error)) from None
 
 
 def _summarize(settings: Settings) -> None:

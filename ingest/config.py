@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 TARGETS = ("duckdb", "postgres")
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_DUCKDB_PATH = Path("warehouse") / "usage.duckdb"
+DEFAULT_READER_ROLE = "usage_warehouse_reader"
+# An unquoted PostgreSQL role name: dbt's grants write the reader role into SQL as it is.
+ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class ConfigError(ValueError):
@@ -24,6 +28,8 @@ class Settings:
     project_dir: Path
     # libpq connection string of the postgres target; None means the PG* variables alone.
     postgres_dsn: str | None = None
+    # PostgreSQL group role whose members read the marts through row-level security.
+    reader_role: str = DEFAULT_READER_ROLE
 
     @property
     def deployments_seed(self) -> Path:
@@ -49,6 +55,7 @@ class Settings:
         environment = {
             "USAGE_WAREHOUSE_TARGET": self.target,
             "USAGE_WAREHOUSE_DUCKDB": str(self.duckdb_path),
+            "USAGE_WAREHOUSE_READER_ROLE": self.reader_role,
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
             "DBT_VERSION_CHECK": "False",
         }
@@ -86,4 +93,13 @@ def load_settings(target: str | None = None, duckdb_path: str | None = None) -> 
     postgres_dsn = os.environ.get("USAGE_WAREHOUSE_PG_DSN") or None
     if chosen_target == "postgres" and postgres_dsn:
         libpq_environment(postgres_dsn)  # reject an invalid DSN before any command runs
-    return Settings(target=chosen_target, duckdb_path=path, project_dir=project_dir, postgres_dsn=postgres_dsn)
+    reader_role = os.environ.get("USAGE_WAREHOUSE_READER_ROLE") or DEFAULT_READER_ROLE
+    if not ROLE_NAME.fullmatch(reader_role):
+        raise ConfigError(
+            f"USAGE_WAREHOUSE_READER_ROLE {reader_role!r} is not a plain role name; use lowercase letters,"
+            " digits and underscores, starting with a letter or underscore"
+        )
+    return Settings(
+        target=chosen_target, duckdb_path=path, project_dir=project_dir, postgres_dsn=postgres_dsn,
+        reader_role=reader_role,
+    )

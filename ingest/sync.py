@@ -1,10 +1,12 @@
 """One scheduled ingest cycle: pull every configured source, land it, then build.
 
-A cycle holds an exclusive lock on a file beside the warehouse, so a second cycle started while
-one runs (a slow cycle overlapping the next cron tick) stops at once. Every step can be killed
-at any point and run again. Batches that never finished are removed when the warehouse opens.
-Spool segments and dropped files are removed or moved only after their batch has landed, and
-the app table's watermark moves only after its rows have landed.
+A cycle holds an exclusive lock, so a second cycle started while one runs (a slow cycle
+overlapping the next cron tick) stops at once. On DuckDB the lock is a file beside the warehouse.
+On PostgreSQL, where cycles may run on several machines, it is a session-level advisory lock in
+the warehouse database. Every step can be killed at any point and run again. Batches that never
+finished are removed when the warehouse opens. Spool segments and dropped files are removed or
+moved only after their batch has landed, and the app table's watermark moves only after its rows
+have landed.
 """
 
 from __future__ import annotations
@@ -20,22 +22,34 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ingest.catalog import ModelResolver
 from ingest.loader import BatchResult, ingest_file
 from ingest.readers import SourceError, expand_paths
 from ingest.warehouse.base import Warehouse
 
+if TYPE_CHECKING:
+    import psycopg2.extensions
+
 logger = logging.getLogger(__name__)
 
 LANDED_FOLDER = "landed"
+# Key of the session-level advisory lock that a cycle on PostgreSQL holds. It differs from
+# INGEST_LOCK_KEY in ingest.warehouse.postgres, which each batch takes for its transaction only.
+SYNC_LOCK_KEY = 0x75_77_73_79  # "uwsy"
+# application_name of the lock's session, so pg_stat_activity shows what holds the lock.
+SYNC_APPLICATION_NAME = "usage-warehouse sync"
 # Names the tracker gives closed segments: a UTC timestamp, a dash, then a unique id.
 TRACKER_SEGMENT = re.compile(r"^\d{8}T\d{6}\d*Z?-[0-9A-Za-z-]+\.jsonl$")
 
 
 class SyncLockedError(RuntimeError):
     """Another sync cycle holds the lock."""
+
+
+class SyncLockError(RuntimeError):
+    """The lock cannot be taken because its database cannot be reached."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,66 @@ def cycle_lock(lock_path: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()  # closing the file releases the lock, also when the process dies
+
+
+@contextmanager
+def database_cycle_lock(dsn: str | None) -> Iterator[None]:
+    """Hold the cycle's advisory lock in a PostgreSQL warehouse, or raise `SyncLockedError` at once.
+
+    The lock belongs to a connection of its own, held open for the whole cycle. The server
+    releases it when that session ends: at once when the process dies, and after the server's TCP
+    keepalive timeout when the network drops.
+    """
+    import psycopg2
+
+    try:
+        # An empty DSN makes libpq read PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE.
+        connection = psycopg2.connect(dsn or "", application_name=SYNC_APPLICATION_NAME)
+    except psycopg2.OperationalError as error:
+        # libpq's message names the host, database and user but never the password.
+        raise SyncLockError(
+            f"failed to connect to the PostgreSQL warehouse to take the sync lock: {str(error).strip()}. "
+            "Set USAGE_WAREHOUSE_PG_DSN or the PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE variables"
+        ) from None
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("select pg_try_advisory_lock(%s)", [SYNC_LOCK_KEY])
+            row = cursor.fetchone()
+            if not row or not row[0]:
+                raise SyncLockedError(
+                    f"another sync cycle is running and holds the advisory lock {SYNC_LOCK_KEY} in database "
+                    f"{connection.info.dbname} ({_lock_holder(cursor)}); this cycle exits without doing anything, "
+                    "try again later"
+                )
+        yield
+    finally:
+        connection.close()  # ending the session releases the lock
+
+
+def _lock_holder(cursor: psycopg2.extensions.cursor) -> str:
+    """Describe the session that holds the sync lock, as far as this role may see it."""
+    # A bigint advisory key appears in pg_locks split in two: the high 32 bits in classid, the
+    # low 32 bits in objid, and objsubid 1. Other roles' client_addr reads as null unless this
+    # role has pg_read_all_stats.
+    cursor.execute(
+        """
+        select locks.pid, activity.client_addr, activity.client_hostname, activity.application_name
+        from pg_catalog.pg_locks as locks
+        left join pg_catalog.pg_stat_activity as activity on activity.pid = locks.pid
+        where locks.locktype = 'advisory'
+            and locks.granted
+            and locks.database = (select oid from pg_catalog.pg_database where datname = current_database())
+            and locks.classid = %s and locks.objid = %s and locks.objsubid = 1
+        """,
+        [SYNC_LOCK_KEY >> 32, SYNC_LOCK_KEY & 0xFFFF_FFFF],
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return "holder not found in pg_locks, so it may have released the lock since"
+    pid, address, hostname, application = row
+    client = hostname or address or "a local socket or an address this role may not see"
+    return f"server process {pid}, client {client}, application {application or 'unknown'!r}"
 
 
 def pull_sources(

@@ -11,3 +11,11 @@
     from {{ model }}
     where not ({{ expression }})
 {% endtest %}
+
+{# Combinations of the columns that occur on more than one row; nulls count as values. #}
+{% test unique_combination(model, columns) %}
+    select {{ columns | join(', ') }}, count(*) as row_count
+    from {{ model }}
+    group by {{ columns | join(', ') }}
+    having count(*) > 1
+{% endtest %}

@@ -144,6 +144,11 @@ class PostgresWarehouse(Warehouse):
             ) from None
         self._batch_open = False
 
+    @property
+    def connection(self) -> psycopg2.extensions.connection:
+        """The open connection, for commands that manage the database beyond the raw tables."""
+        return self._connection
+
     def apply_migrations(self) -> list[str]:
         names = []
         with self._connection, self._connection.cursor() as cursor:

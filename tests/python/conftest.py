@@ -1,17 +1,30 @@
-"""Shared fixtures: the project, the shared cases, and warehouses built through the command line."""
+"""Shared fixtures: the project, the shared cases, and warehouses built through the command line.
+
+End-to-end tests take a warehouse under test (`WarehouseUnderTest`) on each target: a new DuckDB
+file, or a new PostgreSQL database that is dropped after. The PostgreSQL variants carry the
+`postgres` mark. They skip with a how-to-start message when no server is reachable, except in CI,
+where they fail.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import psycopg2
+import psycopg2.extensions
 import pytest
+
+from ingest.config import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SHARED_DIR = PROJECT_DIR.parent / "shared"
@@ -24,6 +37,13 @@ os.environ.setdefault("PGUSER", "postgres")
 SAMPLE_EVENTS = 3000
 SAMPLE_DAYS = 14
 SAMPLE_END = "2026-11-30"
+
+# Parameters that run a fixture or test once per target. The postgres mark lets
+# `pytest -m "not postgres"` run the DuckDB variants alone.
+TARGETS = [
+    pytest.param("duckdb", id="duckdb"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
 
 
 def shared_file(relative: str) -> Path:
@@ -67,8 +87,12 @@ def run_cli(
     return result
 
 
-def query(database: Path, sql: str, parameters: list[object] | None = None) -> list[tuple[object, ...]]:
-    """Read from a DuckDB warehouse file in UTC."""
+def query(
+    database: Path | WarehouseUnderTest, sql: str, parameters: list[object] | None = None
+) -> list[tuple[object, ...]]:
+    """Read from a DuckDB warehouse file, or from a warehouse under test on either target, in UTC."""
+    if isinstance(database, WarehouseUnderTest):
+        return database.query(sql, parameters)
     connection = duckdb.connect(str(database), read_only=True)
     try:
         connection.execute("set TimeZone = 'UTC'")
@@ -82,6 +106,169 @@ def write_jsonl(path: Path, events: list[dict[str, object]]) -> Path:
     return path
 
 
+def postgres_admin_connection() -> psycopg2.extensions.connection:
+    """Connect to the server's `postgres` database in autocommit, to create and drop databases.
+
+    Skips the test when the server is unreachable, or fails it in CI, where a server must run.
+    """
+    try:
+        connection = psycopg2.connect(dbname="postgres", connect_timeout=5)
+    except psycopg2.OperationalError as error:
+        message = f"PostgreSQL is not reachable through the PG* variables: {str(error).strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(
+            f"{message}. Start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`,"
+            " or point PGHOST, PGPORT and PGUSER at a server where that user may create databases"
+        )
+    connection.autocommit = True
+    return connection
+
+
+@contextmanager
+def new_postgres_database() -> Iterator[str]:
+    """Create a new, empty database, yield its name, then drop it with dbt's output folder for it."""
+    name = f"uw_e2e_{uuid.uuid4().hex[:12]}"
+    admin = postgres_admin_connection()
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"create database {name}")
+    finally:
+        admin.close()
+    try:
+        yield name
+    finally:
+        admin = postgres_admin_connection()
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f"drop database if exists {name} with (force)")
+        finally:
+            admin.close()
+        # `Settings.dbt_target_path` of the postgres target: one folder per database name.
+        shutil.rmtree(PROJECT_DIR / "target" / f"postgres-{name}", ignore_errors=True)
+
+
+def postgres_rows(
+    database: str, sql: str, parameters: list[object] | None = None, user: str | None = None
+) -> list[tuple[object, ...]]:
+    """Run one statement in a PostgreSQL database, as `user` when given, and return its rows."""
+    connection = psycopg2.connect(dbname=database, **({"user": user} if user else {}))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            return cursor.fetchall()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped after the test."""
+    with new_postgres_database() as name:
+        yield name
+
+
+@dataclass(frozen=True)
+class WarehouseUnderTest:
+    """A warehouse on one target that tests drive through the command line and read with SQL.
+
+    `duckdb_path` is set on both targets. On duckdb it is the warehouse. On postgres the command
+    line still writes files beside it, such as the sample file of `run`.
+    """
+
+    target: str
+    duckdb_path: Path
+    # Name of the PostgreSQL database on the postgres target, None on duckdb.
+    postgres_database: str | None
+
+    @property
+    def location(self) -> str:
+        """The DuckDB file or the PostgreSQL database name, as the command line prints it."""
+        return self.postgres_database or str(self.duckdb_path)
+
+    def environment(self) -> dict[str, str]:
+        """Return the variables that point the command line and dbt at this warehouse alone."""
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("USAGE_WAREHOUSE_")}
+        environment["USAGE_WAREHOUSE_DUCKDB"] = str(self.duckdb_path)
+        environment.update(self._target_variables())
+        return environment
+
+    def _target_variables(self) -> dict[str, str]:
+        if self.postgres_database is None:
+            return {}
+        return {"USAGE_WAREHOUSE_TARGET": "postgres", "PGDATABASE": self.postgres_database}
+
+    def settings(self) -> Settings:
+        """Return the settings that `ingest.warehouse.open_warehouse` needs to open this warehouse."""
+        dsn = f"dbname={self.postgres_database}" if self.postgres_database is not None else None
+        return Settings(target=self.target, duckdb_path=self.duckdb_path, project_dir=PROJECT_DIR, postgres_dsn=dsn)
+
+    def run(
+        self, *arguments: str, check: bool = True, environment_extra: dict[str, str] | None = None
+    ) -> CommandResult:
+        """Run the installed `usage-warehouse` command against this warehouse, as a user would."""
+        extra = {**self._target_variables(), **(environment_extra or {})}
+        return run_cli(self.duckdb_path, *arguments, check=check, environment_extra=extra)
+
+    def query(self, sql: str, parameters: list[object] | None = None) -> list[tuple[object, ...]]:
+        """Read in UTC on a read-only connection. Tests write parameters as `?` on both targets."""
+        if self.postgres_database is None:
+            return query(self.duckdb_path, sql, parameters)
+        connection = psycopg2.connect(dbname=self.postgres_database, options="-c TimeZone=UTC")
+        try:
+            connection.set_session(readonly=True, autocommit=True)
+            with connection.cursor() as cursor:
+                cursor.execute(*_psycopg2_statement(sql, parameters))
+                return cursor.fetchall()
+        finally:
+            connection.close()
+
+    def execute(self, sql: str) -> None:
+        """Run one writing statement and commit it, as an operator fixing rows by hand would."""
+        if self.postgres_database is None:
+            connection = duckdb.connect(str(self.duckdb_path))
+            try:
+                connection.execute(sql)
+            finally:
+                connection.close()
+            return
+        connection = psycopg2.connect(dbname=self.postgres_database)
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute(sql)
+        finally:
+            connection.close()
+
+
+def _psycopg2_statement(sql: str, parameters: list[object] | None) -> tuple[str, list[object] | None]:
+    """Translate DuckDB's `?` placeholders to psycopg2's `%s`, escaping literal percent signs.
+
+    psycopg2 reads `%` as a placeholder only when parameters are passed, so SQL without parameters
+    stays as it is. NOTE: every `?` becomes a placeholder, so test SQL has no `?` in string literals.
+    """
+    if parameters is None:
+        return sql, None
+    return sql.replace("%", "%%").replace("?", "%s"), parameters
+
+
+@contextmanager
+def new_warehouse(target: str, folder: Path) -> Iterator[WarehouseUnderTest]:
+    """Create an empty warehouse on TARGET whose files live in FOLDER, and remove it after."""
+    duckdb_path = folder / "w.duckdb"
+    if target == "duckdb":
+        yield WarehouseUnderTest("duckdb", duckdb_path, None)
+        return
+    with new_postgres_database() as name:
+        yield WarehouseUnderTest("postgres", duckdb_path, name)
+
+
+@pytest.fixture(params=TARGETS)
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WarehouseUnderTest]:
+    """A new, empty warehouse on each target, so the test runs once per target."""
+    with new_warehouse(request.param, tmp_path) as created:
+        yield created
+
+
 @pytest.fixture(scope="session")
 def usage_cases() -> list[dict[str, object]]:
     path = shared_file("cases/usage_cases.jsonl")
@@ -90,29 +277,57 @@ def usage_cases() -> list[dict[str, object]]:
 
 @dataclass(frozen=True)
 class BuiltWarehouse:
-    """A warehouse file after ingest and build, with the build's output."""
+    """A warehouse after ingest and build, with the build's output."""
 
-    database: Path
+    database: WarehouseUnderTest
     build: CommandResult
 
 
-@pytest.fixture(scope="session")
-def cases_warehouse(tmp_path_factory: pytest.TempPathFactory, usage_cases: list[dict[str, object]]) -> BuiltWarehouse:
-    """A warehouse holding every shared case's events, ingested and built."""
-    folder = tmp_path_factory.mktemp("cases")
-    database = folder / "cases.duckdb"
+@pytest.fixture(scope="session", params=TARGETS)
+def cases_warehouse(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, usage_cases: list[dict[str, object]]
+) -> Iterator[BuiltWarehouse]:
+    """A warehouse on each target holding every shared case's events, ingested and built."""
+    folder = tmp_path_factory.mktemp(f"cases-{request.param}")
     events = [event for case in usage_cases for event in case["events"]]  # type: ignore[union-attr]
-    run_cli(database, "ingest", str(write_jsonl(folder / "cases.jsonl", events)))
-    return BuiltWarehouse(database, run_cli(database, "build"))
+    source = write_jsonl(folder / "cases.jsonl", events)
+    with new_warehouse(request.param, folder) as warehouse:
+        warehouse.run("ingest", str(source))
+        yield BuiltWarehouse(warehouse, warehouse.run("build"))
 
 
 @pytest.fixture(scope="session")
-def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltWarehouse]:
-    """A warehouse holding the sample workload, ingested and built."""
-    folder = tmp_path_factory.mktemp("sample")
-    database = folder / "sample.duckdb"
-    sample = folder / "sample.jsonl.gz"
-    run_cli(database, "sample", "--events", str(SAMPLE_EVENTS), "--days", str(SAMPLE_DAYS),
-            "--end", SAMPLE_END, "--out", str(sample))
-    run_cli(database, "ingest", str(sample))
-    yield BuiltWarehouse(database, run_cli(database, "build"))
+def sample_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample workload's events, written once by `usage-warehouse sample` for every target."""
+    folder = tmp_path_factory.mktemp("sample-events")
+    path = folder / "sample.jsonl.gz"
+    run_cli(folder / "unused.duckdb", "sample", "--events", str(SAMPLE_EVENTS), "--days", str(SAMPLE_DAYS),
+            "--end", SAMPLE_END, "--out", str(path))
+    return path
+
+
+@contextmanager
+def _built_sample(target: str, folder: Path, sample: Path) -> Iterator[BuiltWarehouse]:
+    with new_warehouse(target, folder) as warehouse:
+        warehouse.run("ingest", str(sample))
+        yield BuiltWarehouse(warehouse, warehouse.run("build"))
+
+
+@pytest.fixture(scope="session")
+def sample_duckdb(tmp_path_factory: pytest.TempPathFactory, sample_events: Path) -> Iterator[BuiltWarehouse]:
+    """The sample workload ingested and built on DuckDB."""
+    with _built_sample("duckdb", tmp_path_factory.mktemp("sample-duckdb"), sample_events) as built:
+        yield built
+
+
+@pytest.fixture(scope="session")
+def sample_postgres(tmp_path_factory: pytest.TempPathFactory, sample_events: Path) -> Iterator[BuiltWarehouse]:
+    """The sample workload ingested and built on PostgreSQL."""
+    with _built_sample("postgres", tmp_path_factory.mktemp("sample-postgres"), sample_events) as built:
+        yield built
+
+
+@pytest.fixture(scope="session", params=TARGETS)
+def sample_warehouse(request: pytest.FixtureRequest) -> BuiltWarehouse:
+    """The sample workload ingested and built on each target, shared by every test that reads it."""
+    return request.getfixturevalue(f"sample_{request.param}")

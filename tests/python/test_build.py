@@ -1,4 +1,7 @@
-"""The sample workload built end to end: marts, types, expected records, analyses and the main query."""
+"""The sample workload built end to end: marts, types, expected records, analyses and the main query.
+
+Every test runs once on DuckDB and once on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,18 @@ import re
 import subprocess
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from conftest import PROJECT_DIR, BuiltWarehouse, query, run_cli, write_jsonl
+from conftest import PROJECT_DIR, BuiltWarehouse, WarehouseUnderTest, write_jsonl
 
 VERIFICATION_QUERY = (
     "select created_at, provider, model, tool_name, operation, input_tokens, output_tokens, units, "
     "unit_type, cost_usd from marts.token_usage order by created_at desc limit 20"
 )
+# information_schema.columns' data_type, numeric_precision and numeric_scale of a cost column.
+COST_COLUMN_TYPE = {"duckdb": ("DECIMAL(38,12)", 38, 12), "postgres": ("numeric", 38, 12)}
+# information_schema.columns' data_type of a UTC timestamp column, stored without time zone.
+TIMESTAMP_COLUMN_TYPE = {"duckdb": "TIMESTAMP", "postgres": "timestamp without time zone"}
 
 
 def test_build_passes_without_errors(sample_warehouse: BuiltWarehouse) -> None:
@@ -31,8 +37,7 @@ def test_no_expected_record_missing(sample_warehouse: BuiltWarehouse) -> None:
     [("google", "generate_image"), ("google", "generate_video"), ("openai", "embed"), ("openai", "embed_batch")],
 )
 def test_required_records_present(sample_warehouse: BuiltWarehouse, provider: str, operation: str) -> None:
-    rows = query(
-        sample_warehouse.database,
+    rows = sample_warehouse.database.query(
         "select count(*) from marts.token_usage where provider = ? and operation = ?",
         [provider, operation],
     )
@@ -40,15 +45,14 @@ def test_required_records_present(sample_warehouse: BuiltWarehouse, provider: st
 
 
 def test_verification_query_runs(sample_warehouse: BuiltWarehouse) -> None:
-    rows = query(sample_warehouse.database, VERIFICATION_QUERY)
+    rows = sample_warehouse.database.query(VERIFICATION_QUERY)
 
     assert len(rows) == 20
     assert rows == sorted(rows, key=lambda row: row[0], reverse=True)
 
 
 def test_relations_under_plain_schemas(sample_warehouse: BuiltWarehouse) -> None:
-    rows = query(
-        sample_warehouse.database,
+    rows = sample_warehouse.database.query(
         "select table_schema, table_name from information_schema.tables where table_schema <> 'main'",
     )
     schemas = {schema for schema, _ in rows}
@@ -69,41 +73,36 @@ def test_relations_under_plain_schemas(sample_warehouse: BuiltWarehouse) -> None
     ],
 )
 def test_costs_are_exact_decimals(sample_warehouse: BuiltWarehouse, table: str, column: str) -> None:
-    rows = query(
-        sample_warehouse.database,
-        "select data_type from information_schema.columns where table_schema = 'marts' and table_name = ? "
-        "and column_name = ?",
+    rows = sample_warehouse.database.query(
+        "select data_type, numeric_precision, numeric_scale from information_schema.columns "
+        "where table_schema = 'marts' and table_name = ? and column_name = ?",
         [table, column],
     )
-    assert rows == [("DECIMAL(38,12)",)]
+    assert rows == [COST_COLUMN_TYPE[sample_warehouse.database.target]]
 
 
 def test_created_at_without_time_zone(sample_warehouse: BuiltWarehouse) -> None:
-    rows = query(
-        sample_warehouse.database,
+    rows = sample_warehouse.database.query(
         "select data_type from information_schema.columns where table_schema = 'marts' "
         "and table_name = 'fct_usage_events' and column_name = 'created_at'",
     )
-    assert rows == [("TIMESTAMP",)]
+    assert rows == [(TIMESTAMP_COLUMN_TYPE[sample_warehouse.database.target],)]
 
 
 def test_unknown_costs_never_zero(sample_warehouse: BuiltWarehouse) -> None:
-    rows = query(
-        sample_warehouse.database,
+    rows = sample_warehouse.database.query(
         "select count(*) from marts.fct_usage_events where cost_source in ('unpriced', 'unmetered') "
         "and cost_usd is not null",
     )
     assert rows == [(0,)]
-    unknown = query(
-        sample_warehouse.database,
+    unknown = sample_warehouse.database.query(
         "select count(*) from marts.fct_usage_events where cost_source in ('unpriced', 'unmetered')",
     )
     assert unknown[0][0] > 0, "the sample should contain unpriced and unmetered events"
 
 
 def test_daily_counts_unknown_beside_known(sample_warehouse: BuiltWarehouse) -> None:
-    rows = query(
-        sample_warehouse.database,
+    rows = sample_warehouse.database.query(
         """
         select sum(unpriced_event_count + unmetered_event_count), count(*) filter (where not is_cost_complete)
         from marts.fct_usage_daily
@@ -115,8 +114,7 @@ def test_daily_counts_unknown_beside_known(sample_warehouse: BuiltWarehouse) -> 
 
 
 def test_organization_totals_plus_unattributed(sample_warehouse: BuiltWarehouse) -> None:
-    rows = query(
-        sample_warehouse.database,
+    rows = sample_warehouse.database.query(
         """
         select
             sum(known_cost_usd) filter (where organization_id is not null),
@@ -131,8 +129,7 @@ def test_organization_totals_plus_unattributed(sample_warehouse: BuiltWarehouse)
 
 
 def test_video_priced_per_second(sample_warehouse: BuiltWarehouse) -> None:
-    rows = query(
-        sample_warehouse.database,
+    rows = sample_warehouse.database.query(
         "select count(*), count(*) filter (where pricing_basis = 'units' and cost_source = 'computed') "
         "from marts.fct_usage_events where operation = 'generate_video'",
     )
@@ -142,50 +139,47 @@ def test_video_priced_per_second(sample_warehouse: BuiltWarehouse) -> None:
 
 
 def test_analyses_compile_and_run(sample_warehouse: BuiltWarehouse, tmp_path: Path) -> None:
-    environment = {"USAGE_WAREHOUSE_DUCKDB": str(sample_warehouse.database)}
     dbt = Path(PROJECT_DIR / ".venv" / "bin" / "dbt")
     completed = subprocess.run(
         [str(dbt), "compile", "--select", "resource_type:analysis", "--project-dir", str(PROJECT_DIR),
          "--profiles-dir", str(PROJECT_DIR), "--target-path", str(tmp_path / "target")],
-        env={**__import__("os").environ, **environment}, capture_output=True, text=True,
+        env=sample_warehouse.database.environment(), capture_output=True, text=True,
     )
     assert completed.returncode == 0, completed.stdout[-3000:]
 
     compiled = sorted((tmp_path / "target" / "compiled").rglob("analyses/*.sql"))
     assert len(compiled) == len(list((PROJECT_DIR / "analyses").glob("*.sql")))
-    connection = duckdb.connect(str(sample_warehouse.database), read_only=True)
-    try:
-        for path in compiled:
-            rows = connection.execute(path.read_text()).fetchall()
-            assert rows, f"{path.name} returned no rows on the sample workload"
-    finally:
-        connection.close()
+    for path in compiled:
+        rows = sample_warehouse.database.query(path.read_text())
+        assert rows, f"{path.name} returned no rows on the sample workload"
 
 
 def test_summary_prints_totals(sample_warehouse: BuiltWarehouse) -> None:
-    result = run_cli(sample_warehouse.database, "summary")
+    result = sample_warehouse.database.run("summary")
 
     assert "billable events" in result.stdout
     assert "Cost by provider and operation (USD)" in result.stdout
     assert "Quarantined rows:" in result.stdout
-    assert str(sample_warehouse.database) in result.stdout
+    assert sample_warehouse.database.location in result.stdout
 
 
-def test_main_job_runs_in_one_process(tmp_path: Path) -> None:
+def test_main_job_runs_in_one_process(warehouse: WarehouseUnderTest) -> None:
     """`run` builds and then reads the warehouse in the same process, as `make run` does."""
-    database = tmp_path / "run.duckdb"
-
-    result = run_cli(database, "run", "--events", "600", "--days", "7")
+    result = warehouse.run("run", "--events", "600", "--days", "7")
 
     assert "Usage warehouse summary" in result.stdout
     assert "Cost by provider and operation (USD)" in result.stdout
-    assert f"DuckDB file: {database}" in result.stdout
-    assert "query \"select created_at" in result.stdout
+    if warehouse.target == "duckdb":
+        assert f"DuckDB file: {warehouse.duckdb_path}" in result.stdout
+        assert "query \"select created_at" in result.stdout
+    else:
+        assert f"PostgreSQL database: {warehouse.postgres_database} " in result.stdout
+        # The suggested query names the target, so it reaches PostgreSQL without the variable.
+        assert "query --target postgres \"select created_at" in result.stdout
 
 
-def test_daily_key_separator_in_values(tmp_path: Path) -> None:
+def test_daily_key_separator_in_values(warehouse: WarehouseUnderTest, tmp_path: Path) -> None:
     """Values containing the characters a naive key would join with still get distinct keys."""
-    database = tmp_path / "keys.duckdb"
     base = {"created_at": "2025-09-03T10:00:00Z", "provider": "openai", "model": "gpt-4o-2024-08-06",
             "input_tokens": 10, "output_tokens": 1}
     write_jsonl(tmp_path / "keys.jsonl", [
@@ -194,9 +188,9 @@ def test_daily_key_separator_in_values(tmp_path: Path) -> None:
         {**base, "event_id": "three", "operation": "agent_run", "tool_name": "1:x"},
         {**base, "event_id": "four", "operation": "agent_run", "tool_name": None},
     ])
-    run_cli(database, "ingest", str(tmp_path / "keys.jsonl"))
+    warehouse.run("ingest", str(tmp_path / "keys.jsonl"))
 
-    build = run_cli(database, "build", check=False)
+    build = warehouse.run("build", check=False)
 
     assert build.returncode == 0, build.output[-3000:]
-    assert query(database, "select count(distinct daily_key) from marts.fct_usage_daily") == [(4,)]
+    assert warehouse.query("select count(distinct daily_key) from marts.fct_usage_daily") == [(4,)]

@@ -187,7 +187,8 @@ classified as (
         -- The rule's multiplier only where it set the price, so the column never suggests a
         -- discount on top of the catalog's own batch price.
         case
-            when needs_tier_rule and computed_cost_usd is not null then rule_price_multiplier
+            when needs_tier_rule and computed_cost_usd is not null
+                then cast(rule_price_multiplier as decimal(9, 6))
         end as price_multiplier,
         case
             when computed_cost_usd is not null then 'computed'

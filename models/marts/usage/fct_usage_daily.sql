@@ -24,19 +24,21 @@ aggregated as (
         tool_name,
         is_unattributed,
 
-        count(*) as event_count,
-        sum(case when cost_source = 'computed' then 1 else 0 end) as computed_event_count,
-        sum(case when cost_source = 'reported' then 1 else 0 end) as reported_event_count,
-        sum(case when cost_source = 'unpriced' then 1 else 0 end) as unpriced_event_count,
-        sum(case when cost_source = 'unmetered' then 1 else 0 end) as unmetered_event_count,
+        -- Counts and token sums are bigint and unit sums decimal(38, 6) on every warehouse: DuckDB
+        -- would sum integers to hugeint and PostgreSQL decimals to numeric without a scale.
+        cast(count(*) as bigint) as event_count,
+        cast(sum(case when cost_source = 'computed' then 1 else 0 end) as bigint) as computed_event_count,
+        cast(sum(case when cost_source = 'reported' then 1 else 0 end) as bigint) as reported_event_count,
+        cast(sum(case when cost_source = 'unpriced' then 1 else 0 end) as bigint) as unpriced_event_count,
+        cast(sum(case when cost_source = 'unmetered' then 1 else 0 end) as bigint) as unmetered_event_count,
 
-        sum(coalesce(input_tokens, 0)) as input_tokens,
-        sum(coalesce(cached_input_tokens, 0)) as cached_input_tokens,
-        sum(coalesce(cache_write_tokens, 0)) as cache_write_tokens,
-        sum(coalesce(output_tokens, 0)) as output_tokens,
-        sum(coalesce(reasoning_tokens, 0)) as reasoning_tokens,
-        sum(case when unit_type = 'images' then units else 0 end) as images,
-        sum(case when unit_type = 'video_seconds' then units else 0 end) as video_seconds,
+        cast(sum(coalesce(input_tokens, 0)) as bigint) as input_tokens,
+        cast(sum(coalesce(cached_input_tokens, 0)) as bigint) as cached_input_tokens,
+        cast(sum(coalesce(cache_write_tokens, 0)) as bigint) as cache_write_tokens,
+        cast(sum(coalesce(output_tokens, 0)) as bigint) as output_tokens,
+        cast(sum(coalesce(reasoning_tokens, 0)) as bigint) as reasoning_tokens,
+        cast(sum(case when unit_type = 'images' then units else 0 end) as decimal(38, 6)) as images,
+        cast(sum(case when unit_type = 'video_seconds' then units else 0 end) as decimal(38, 6)) as video_seconds,
 
         {{ usd('sum(coalesce(cost_usd, 0))') }} as known_cost_usd,
         {{ usd('sum(coalesce(computed_cost_usd, 0))') }} as computed_cost_usd,
