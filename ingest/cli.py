@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shlex
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -499,12 +500,72 @@ def export_command(settings: Settings, organization_id: str, out: Path | None) -
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed of the sample.")
 @click.pass_obj
 def run(settings: Settings, events: int, days: int, seed: int) -> None:
-    """Run the main job: write the sample, ingest it, build, and print a summary."""
+    """Run the main job: write the sample, ingest it, build, print a summary, build the dashboard."""
+    from ingest.report import NodeNotFoundError, check_node
+
     path = _default_sample_path(settings)
     _print_sample(_write_sample(path, events, days, seed, _yesterday()))
     _ingest(settings, [path])
     _build(settings, full_refresh=False, selection=None)
     _summarize(settings)
+    try:
+        check_node()
+    except NodeNotFoundError as error:
+        click.echo(f"\nskipped the dashboard: {error}")
+        return
+    click.echo("\nbuilding the dashboard (the first build installs its npm packages)")
+    _build_report(settings, organization_id=None, out=None)
+
+
+@cli.group()
+def report() -> None:
+    """Build and preview the usage dashboard (the Evidence project in reports/)."""
+
+
+@report.command("build")
+@click.option("--org", "organization_id", help="Build a site that holds this organization's rows only.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Site folder [default: reports/build/site, or reports/build/organizations/<org>].")
+@click.pass_obj
+def report_build(settings: Settings, organization_id: str | None, out: Path | None) -> None:
+    """Refresh the dashboard's data from the marts and build its static site."""
+    _build_report(settings, organization_id, out)
+
+
+@report.command("serve")
+@click.option("--org", "organization_id", help="Serve the site built with --org ORG.")
+@click.option("--dir", "build_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Site folder to serve [default: the folder that `report build` writes].")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535), help="TCP port to listen on.")
+def report_serve(organization_id: str | None, build_dir: Path | None, host: str, port: int) -> None:
+    """Preview a built dashboard site over HTTP until Ctrl-C."""
+    from ingest.report import ReportError, default_output_dir, serve_report
+
+    try:
+        serve_report(build_dir or default_output_dir(organization_id), host, port)
+    except ReportError as error:
+        raise CommandError(str(error)) from None
+
+
+def _build_report(settings: Settings, organization_id: str | None, out: Path | None) -> None:
+    from ingest.report import ReportError, build_report
+
+    try:
+        folder = build_report(
+            settings.duckdb_path if settings.target == "duckdb" else None,
+            organization_id,
+            out,
+            target=settings.target,
+            connection_environment=settings.dbt_environment(),
+        )
+    except ReportError as error:
+        raise CommandError(str(error)) from None
+    click.echo(f"built the dashboard in {folder}")
+    serve = "usage-warehouse report serve" + (f" --org {shlex.quote(organization_id)}" if organization_id else "")
+    if out:
+        serve += f" --dir {shlex.quote(str(out))}"
+    click.echo(f"preview it with `{serve}`, then open http://127.0.0.1:3000/")
 
 
 def _ingest(settings: Settings, paths: list[Path]) -> None:
