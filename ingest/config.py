@@ -93,6 +93,11 @@ def load_settings(target: str | None = None, duckdb_path: str | None = None) -> 
     postgres_dsn = os.environ.get("USAGE_WAREHOUSE_PG_DSN") or None
     if chosen_target == "postgres" and postgres_dsn:
         libpq_environment(postgres_dsn)  # reject an invalid DSN before any command runs
+    lookback_days = os.environ.get("USAGE_WAREHOUSE_LOOKBACK_DAYS")
+    if lookback_days is not None and not lookback_days.strip().isdigit():
+        raise ConfigError(
+            f"USAGE_WAREHOUSE_LOOKBACK_DAYS {lookback_days!r} is not a whole number of days; set it to 0 or more"
+        )
     reader_role = os.environ.get("USAGE_WAREHOUSE_READER_ROLE") or DEFAULT_READER_ROLE
     if not ROLE_NAME.fullmatch(reader_role):
         raise ConfigError(

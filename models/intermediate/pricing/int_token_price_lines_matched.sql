@@ -12,7 +12,7 @@ with
 
 events as (
 
-    select * from {{ ref('stg_usage__events') }}
+    select * from {{ ref('int_usage_events_in_scope') }}
     where
         catalog_model_id is not null
         and input_tokens is not null

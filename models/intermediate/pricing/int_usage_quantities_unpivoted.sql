@@ -4,7 +4,7 @@ with
 
 events as (
 
-    select * from {{ ref('stg_usage__events') }}
+    select * from {{ ref('int_usage_events_in_scope') }}
 
 ),
 

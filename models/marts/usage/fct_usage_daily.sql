@@ -5,11 +5,28 @@
     the organizations' totals plus the unattributed rows equal the grand total.
 #}
 
+{#
+    Incremental: the days that this build's events are on, now or before it, are deleted and
+    aggregated again from fct_usage_events, so a day that an event left loses it too.
+#}
+
+-- depends_on: {{ ref('int_usage_events_in_scope') }}
+
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{% if is_incremental() %}delete from {{ this }} where usage_date in ({{ affected_usage_days() }}){% endif %}"
+) }}
+
 with
 
 usage_events as (
 
     select * from {{ ref('fct_usage_events') }}
+    {% if is_incremental() %}
+        where usage_date in ({{ affected_usage_days() }})
+    {% endif %}
 
 ),
 

@@ -1,4 +1,33 @@
-{# grain: one row per billable usage event #}
+{#
+    grain: one row per billable usage event
+
+    Incremental: int_usage_events_in_scope decides which events this build prices, and their
+    rows replace the rows of the same billable_key. A full build prices every event.
+#}
+
+-- depends_on: {{ ref('int_usage_events_in_scope') }}
+
+{{ config(
+    materialized='incremental',
+    unique_key='billable_key',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail'
+) }}
+
+{%- set scope = ref('int_usage_events_in_scope') -%}
+{%- if execute and not is_incremental()
+    and adapter.get_relation(scope.database, scope.schema, scope.identifier) is not none -%}
+    {#- A full build must not start from a scope that an incremental build left behind. -#}
+    {%- set partial = run_query(
+        "select count(*) from " ~ scope ~ " where scope_mode <> 'all'"
+    ).columns[0].values()[0] -%}
+    {%- if partial > 0 -%}
+        {{ exceptions.raise_compiler_error(
+            "fct_usage_events is being rebuilt from an incremental scope; rebuild its parents too: "
+            ~ "usage-warehouse build --full-refresh (or dbt build --full-refresh --select +fct_usage_events)"
+        ) }}
+    {%- endif -%}
+{%- endif %}
 
 with
 
