@@ -9,7 +9,7 @@ SAMPLE := warehouse/sample_events.jsonl.gz
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DBT_VERSION_CHECK := False
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint bench venv clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	mkdir -p target
 	USAGE_WAREHOUSE_DUCKDB=$(CURDIR)/target/lint.duckdb $(BIN)/sqlfluff lint models analyses tests/data
+
+# Not part of `make test`: takes minutes at the default 1,000,000 events, and needs PostgreSQL
+# (PG* variables, default 127.0.0.1:5432 as postgres). Example: make bench BENCH_ARGS="--events 200000"
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) warehouse target logs

@@ -93,18 +93,6 @@ def test_incremental_equals_full_refresh(target: str, order: str, tmp_path: Path
         assert len(incremental["fct_usage_events"]) > 500
 
 
-def test_arrival_orders_agree(tmp_path: Path) -> None:
-    results = []
-    for order in ("newest_first", "shuffled"):
-        (tmp_path / order).mkdir()
-        with new_warehouse("duckdb", tmp_path / order) as warehouse:
-            batches = _arrival_orders(_sample_events(warehouse, tmp_path / order))[order]
-            _land_in_batches(warehouse, tmp_path / order, batches)
-            results.append(warehouse.query(COST_BY_KEY))
-
-    assert results[0] == results[1]
-
-
 def _project_copy(folder: Path) -> Path:
     copy = folder / "project"
     for name in ("dbt_project.yml", "profiles.yml"):
