@@ -202,21 +202,43 @@ def _check_role_can_be_scoped(cursor: psycopg2.extensions.cursor, role: str, rea
 def _role_problems(
     cursor: psycopg2.extensions.cursor, role: str, reader_role: str, include_membership: bool = True
 ) -> tuple[str, ...]:
+    # 'MEMBER' also counts NOINHERIT memberships: such a member can SET ROLE and act as the role.
     cursor.execute(
         """
         select
-            roles.rolsuper,
-            roles.rolbypassrls,
+            exists (
+                select 1
+                from pg_catalog.pg_roles as powerful
+                where (powerful.rolsuper or powerful.rolbypassrls)
+                    and pg_catalog.pg_has_role(roles.oid, powerful.oid, 'MEMBER')
+            ),
             exists (
                 select 1
                 from pg_catalog.pg_class as classes
                 inner join pg_catalog.pg_namespace as namespaces on classes.relnamespace = namespaces.oid
                 where namespaces.nspname = any(%(owned)s)
-                    and pg_catalog.pg_has_role(roles.oid, classes.relowner, 'USAGE')
+                    and pg_catalog.pg_has_role(roles.oid, classes.relowner, 'MEMBER')
+            ),
+            exists (
+                select 1
+                from pg_catalog.pg_roles as predefined
+                where predefined.rolname in ('pg_read_all_data', 'pg_write_all_data')
+                    and pg_catalog.pg_has_role(roles.oid, predefined.oid, 'MEMBER')
             ),
             coalesce(
                 pg_catalog.pg_has_role(roles.oid, pg_catalog.to_regrole(pg_catalog.quote_ident(%(reader)s)), 'USAGE'),
                 false
+            ),
+            array(
+                select grants.role_name
+                from access.role_organizations as grants
+                inner join pg_catalog.pg_roles as granted on granted.rolname = grants.role_name
+                where granted.oid <> roles.oid
+                    and (
+                        pg_catalog.pg_has_role(roles.oid, granted.oid, 'MEMBER')
+                        or pg_catalog.pg_has_role(granted.oid, roles.oid, 'MEMBER')
+                    )
+                order by grants.role_name
             )
         from pg_catalog.pg_roles as roles
         where roles.rolname = %(role)s
@@ -226,14 +248,21 @@ def _role_problems(
     found = cursor.fetchone()
     if found is None:
         return ("the role no longer exists",)
-    is_superuser, bypasses_rls, has_owner_privileges, reads_marts = found
+    bypasses_rls, can_act_as_owner, reads_all_data, reads_marts, related_grants = found
     problems = []
-    if is_superuser:
-        problems.append("it is a superuser, which row-level security never restricts")
     if bypasses_rls:
-        problems.append("it has BYPASSRLS")
-    if has_owner_privileges:
-        problems.append("it has the privileges of the role that owns and builds the relations, which bypasses the policies")
+        problems.append("it is, or can act as, a superuser or a BYPASSRLS role, which row-level security never restricts")
+    if can_act_as_owner:
+        problems.append(
+            "it is, or can act as, the role that owns and builds the relations, which bypasses the policies"
+        )
+    if reads_all_data:
+        problems.append("it is a member of pg_read_all_data or pg_write_all_data, which reach the raw tables")
+    if related_grants:
+        problems.append(
+            f"it is a member of, or has as a member, the granted roles {', '.join(related_grants)}, so one of them "
+            "would read the other's organizations too"
+        )
     if include_membership and not reads_marts:
         problems.append(f"it does not have the privileges of {reader_role}, so it reads nothing")
     return tuple(problems)

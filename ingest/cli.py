@@ -562,7 +562,8 @@ def _build_report(settings: Settings, organization_id: str | None, out: Path | N
     except ReportError as error:
         raise CommandError(str(error)) from None
     click.echo(f"built the dashboard in {folder}")
-    serve = "usage-warehouse report serve" + (f" --org {shlex.quote(organization_id)}" if organization_id else "")
+    command = shlex.quote(str(Path(sys.argv[0]).absolute()))
+    serve = f"{command} report serve" + (f" --org {shlex.quote(organization_id)}" if organization_id else "")
     if out:
         serve += f" --dir {shlex.quote(str(out))}"
     click.echo(f"preview it with `{serve}`, then open http://127.0.0.1:3000/")

@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -50,6 +51,10 @@ OPERATOR_ONLY_ENTRIES = ("pages/data-quality/ingest.md", f"sources/{SOURCE_NAME}
 # Evidence 39.1.13 and its DuckDB connector were tested with Node.js 20.
 MINIMUM_NODE_MAJOR = 20
 INSTALL_STAMP = ".usage-warehouse-install"
+# File in every built site, so a later build knows the folder is one it may replace.
+SITE_MARKER = ".usage-warehouse-report"
+# Evidence 39 can finish a failed source query and then never exit, so each npm step has a limit.
+NPM_TIMEOUT_SECONDS = 1800
 DEFAULT_SERVE_PORT = 3000
 # Lines of a failed npm step's log that an error message repeats: error lines, then the last lines.
 LOG_ERROR_LINES = 10
@@ -226,7 +231,7 @@ def _extract_data(
 def make_server(build_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_SERVE_PORT) -> http.server.ThreadingHTTPServer:
     """Return an HTTP server bound to HOST:PORT that serves the built site in BUILD_DIR; port 0 picks a free one."""
     if not (build_dir / "index.html").is_file():
-        raise ReportError(f"{build_dir} contains no built dashboard (index.html not found); run `usage-warehouse report build` first")
+        raise ReportError(f"{build_dir} contains no built dashboard (index.html not found); run `usage-warehouse report build` first, with the same --org or --out")
     handler = functools.partial(_SiteRequestHandler, directory=str(build_dir))
     try:
         return http.server.ThreadingHTTPServer((host, port), handler)
@@ -364,10 +369,21 @@ def _run_npm(arguments: list[str], cwd: Path, environment: dict[str, str], log_p
     command = ["npm", *arguments]
     started = time.monotonic()
     with log_path.open("w") as log:
-        completed = subprocess.run(
+        # A session of its own, so a timeout stops npm and every process it started.
+        process = subprocess.Popen(
             command, cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            check=False,
+            start_new_session=True,
         )
+        try:
+            returncode = process.wait(timeout=NPM_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise ReportError(
+                f"`{' '.join(command)}` in {cwd} did not finish within {NPM_TIMEOUT_SECONDS} s and was stopped. "
+                f"From {log_path}:\n{_log_excerpt(log_path)}"
+            ) from None
+    completed = subprocess.CompletedProcess(command, returncode)
     logger.debug("%s exited %s after %.1f s", " ".join(command), completed.returncode, time.monotonic() - started)
     if completed.returncode != 0:
         raise ReportError(
@@ -385,7 +401,20 @@ def _log_excerpt(log_path: Path) -> str:
 
 
 def _replace_folder(source: Path, destination: Path) -> None:
-    """Move SOURCE to DESTINATION, replacing what was there only once the new folder is in place."""
+    """Move SOURCE to DESTINATION, replacing what was there only once the new folder is in place.
+
+    An existing DESTINATION is replaced only when it is empty or an earlier dashboard build
+    (it has the marker file, or it lies under reports/build), so `--out .` never deletes a folder.
+    """
+    if destination.exists() and any(destination.iterdir()):
+        earlier_build = (destination / SITE_MARKER).exists() or destination.resolve().is_relative_to(
+            (REPORTS_DIR / "build").resolve()
+        )
+        if not earlier_build:
+            raise ReportError(
+                f"{destination} is not empty and holds no earlier dashboard build; pass --out a new or empty folder"
+            )
+    (source / SITE_MARKER).write_text("a usage-warehouse dashboard build; `report build` may replace this folder\n")
     destination.parent.mkdir(parents=True, exist_ok=True)
     incoming = destination.with_name(f".{destination.name}.incoming")
     outgoing = destination.with_name(f".{destination.name}.outgoing")

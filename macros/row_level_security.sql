@@ -38,6 +38,15 @@
 {%- endmacro %}
 
 {% macro postgres__apply_organization_scope(relation) -%}
+    {#-
+        No column statistics: the planner's row estimates, which EXPLAIN shows to every reader,
+        would otherwise reveal other organizations' values and their row counts.
+    -#}
+    {%- set columns = adapter.get_columns_in_relation(relation) -%}
+    alter table {{ relation }}
+    {%- for column in columns %}
+        alter column {{ adapter.quote(column.name) }} set statistics 0{{ ',' if not loop.last else ';' }}
+    {%- endfor %}
     alter table {{ relation }} enable row level security;
     drop policy if exists organization_scope on {{ relation }};
     create policy organization_scope on {{ relation }}
@@ -56,6 +65,24 @@
                     and {{ grant_belongs_to_current_user('grants') }}
             )
         )
+{%- endmacro %}
+
+{#
+    For marts that hold no organization's data (reference lists such as the expected usage
+    records): row-level security with a policy that shows every row, so the end-of-build check
+    sees that sharing them is deliberate.
+#}
+{% macro share_with_every_organization(relation) -%}
+    {{ return(adapter.dispatch('share_with_every_organization', 'usage_warehouse')(relation)) }}
+{%- endmacro %}
+
+{% macro default__share_with_every_organization(relation) -%}
+{%- endmacro %}
+
+{% macro postgres__share_with_every_organization(relation) -%}
+    alter table {{ relation }} enable row level security;
+    drop policy if exists shared_with_every_organization on {{ relation }};
+    create policy shared_with_every_organization on {{ relation }} for select using (true)
 {%- endmacro %}
 
 {#

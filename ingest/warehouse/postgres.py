@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import pyarrow as pa
 
@@ -150,6 +151,15 @@ class PostgresWarehouse(Warehouse):
         return self._connection
 
     def apply_migrations(self) -> list[str]:
+        try:
+            return self._apply_migrations()
+        except psycopg2.errors.InsufficientPrivilege as error:
+            raise WarehouseOpenError(
+                f"{self._connection.info.user} may not create or change the raw tables ({str(error).strip()}); "
+                "run ingest, build and access as the role that owns the warehouse"
+            ) from None
+
+    def _apply_migrations(self) -> list[str]:
         names = []
         with self._connection, self._connection.cursor() as cursor:
             cursor.execute("select pg_advisory_xact_lock(%s)", [INGEST_LOCK_KEY])
