@@ -1,10 +1,10 @@
 """Organization access on the PostgreSQL warehouse: which role reads which organization's rows.
 
 A grant is one row of `access.role_organizations` plus membership in the reader role, which
-holds SELECT on the organization-facing marts. The row-level security policies that read the
+has SELECT on the organization-facing marts. The row-level security policies that read the
 grants are applied by dbt on every build (macros/row_level_security.sql). This module only
-writes grants, and rejects the roles a policy cannot restrict: superusers, roles with BYPASSRLS
-and roles with the privileges of the relations' owner.
+writes grants, and rejects the roles a policy cannot restrict: superusers, roles with BYPASSRLS,
+roles that can act as the relations' owner or as either of those, and members of pg_read_all_data.
 """
 
 from __future__ import annotations

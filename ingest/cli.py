@@ -523,7 +523,7 @@ def report() -> None:
 
 
 @report.command("build")
-@click.option("--org", "organization_id", help="Build a site that holds this organization's rows only.")
+@click.option("--org", "organization_id", help="Build a site that contains this organization's rows only.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Site folder [default: reports/build/site, or reports/build/organizations/<org>].")
 @click.pass_obj

@@ -51,7 +51,7 @@ OPERATOR_ONLY_ENTRIES = ("pages/data-quality/ingest.md", f"sources/{SOURCE_NAME}
 # Evidence 39.1.13 and its DuckDB connector were tested with Node.js 20.
 MINIMUM_NODE_MAJOR = 20
 INSTALL_STAMP = ".usage-warehouse-install"
-# File in every built site, so a later build knows the folder is one it may replace.
+# File in every built site, which marks the folder as one that a later build may replace.
 SITE_MARKER = ".usage-warehouse-report"
 # Evidence 39 can finish a failed source query and then never exit, so each npm step has a limit.
 NPM_TIMEOUT_SECONDS = 1800
@@ -412,7 +412,7 @@ def _replace_folder(source: Path, destination: Path) -> None:
         )
         if not earlier_build:
             raise ReportError(
-                f"{destination} is not empty and holds no earlier dashboard build; pass --out a new or empty folder"
+                f"{destination} is not empty and contains no earlier dashboard build; pass --out a new or empty folder"
             )
     (source / SITE_MARKER).write_text("a usage-warehouse dashboard build; `report build` may replace this folder\n")
     destination.parent.mkdir(parents=True, exist_ok=True)

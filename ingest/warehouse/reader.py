@@ -64,7 +64,7 @@ class ReadOnlyConnection(ABC):
     @property
     @abstractmethod
     def location(self) -> str:
-        """Where the warehouse is, for messages: the DuckDB file, or the database, host and user (never a password)."""
+        """Location of the warehouse, for messages: the DuckDB file, or the database, host and user (never a password)."""
 
     @abstractmethod
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -1,6 +1,6 @@
 """Organization isolation on PostgreSQL: row-level security on every organization-facing relation.
 
-One database holds three organizations and unattributed events. Each test connects as a real
+One database contains three organizations and unattributed events. Each test connects as a real
 role (scoped to one organization, to none, to all, or never granted) and reads the marts the way
 an analyst or a dashboard would, then tries to widen its scope.
 """
@@ -108,7 +108,7 @@ def scoped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScopedWarehouse
             yield warehouse
         finally:
             with admin.cursor() as cursor:
-                # The database holds the roles' privileges, so it goes first.
+                # The database contains the roles' privileges, so it is dropped first.
                 cursor.execute(f"drop database if exists {database} with (force)")
                 for name in roles.values():
                     cursor.execute(f"drop role if exists {name}")
