@@ -28,6 +28,7 @@ class DbtOutcome:
     success: bool
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    seeds_loaded: list[str] = field(default_factory=list)
 
 
 def run_dbt(settings: Settings, arguments: list[str]) -> DbtOutcome:
@@ -54,13 +55,18 @@ def run_dbt(settings: Settings, arguments: list[str]) -> DbtOutcome:
 
     failures: list[str] = []
     warnings: list[str] = []
+    seeds_loaded: list[str] = []
     for result in results:
         status = str(result.get("status", "")).lower()
         # unique_id is resource_type.package.name, with a hash after the name for generic tests.
-        name = str(result.get("unique_id", "")).split(".")[2]
+        resource_type, _, name = str(result.get("unique_id", "")).split(".")[:3]
         message = f"{name}: {result.get('message') or ''}".strip()
         if status in ("error", "fail", "runtime error"):
             failures.append(message)
         elif status == "warn":
             warnings.append(message)
-    return DbtOutcome(success=completed.returncode == 0, failures=failures, warnings=warnings)
+        elif status == "success" and resource_type == "seed":
+            seeds_loaded.append(name)
+    return DbtOutcome(
+        success=completed.returncode == 0, failures=failures, warnings=warnings, seeds_loaded=seeds_loaded
+    )

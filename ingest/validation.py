@@ -31,6 +31,7 @@ import great_expectations as gx  # noqa: E402 (imported after the analytics sett
 import great_expectations.expectations as gxe  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
 from great_expectations.data_context.types.base import (  # noqa: E402
     DataContextConfig,
     InMemoryStoreBackendDefaults,
@@ -218,7 +219,7 @@ class ChunkValidator:
         frame = _suite_frame(events, suite)
         batch = self._batch_definition.get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(suite, result_format=_RESULT_FORMAT)
-        return _chunk_validation(frame, result.results)
+        return _chunk_validation(events, len(frame), result.results)
 
 
 @cache
@@ -250,7 +251,15 @@ def _suite_columns(suite: gx.ExpectationSuite) -> list[str]:
 
 
 def _suite_frame(events: pa.Table, suite: gx.ExpectationSuite) -> pd.DataFrame:
-    """Convert only the columns the suite reads, so a chunk's JSON payloads never reach pandas."""
+    """Convert only the columns the suite reads, so a chunk's JSON payloads never reach pandas.
+
+    Great Expectations compares whole columns at once only for float, integer and nanosecond
+    datetime columns; any other type is compared value by value in Python, which cost more than
+    parsing the chunk. So counts and amounts become float64 and times datetime64[ns] here. The
+    comparisons stay exact where it matters: every valid count is below 10^15, far inside the
+    integers that float64 holds exactly, and a float keeps the sign of the amount it comes from.
+    Messages read the chunk's own values, never this frame.
+    """
     needed = [name for name in _suite_columns(suite) if name != CACHED_TOTAL_COLUMN]
     if CACHED_TOTAL_COLUMN in _suite_columns(suite):
         needed += [name for name in ("cached_input_tokens", "cache_write_tokens") if name not in needed]
@@ -260,20 +269,38 @@ def _suite_frame(events: pa.Table, suite: gx.ExpectationSuite) -> pd.DataFrame:
             f"the chunk has no column {', '.join(missing)}; build it with USAGE_EVENT_SCHEMA"
         )
 
-    # Nullable Int64 keeps token counts exact, where the default conversion would turn them into floats.
-    frame = events.select(needed).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    frame = pd.DataFrame(
+        {name: _comparable(events.column(name)) for name in needed}, index=pd.RangeIndex(events.num_rows)
+    )
     if CACHED_TOTAL_COLUMN in _suite_columns(suite):
         # A missing part counts as 0, so the sum is null only when both parts are null.
         frame[CACHED_TOTAL_COLUMN] = frame["cached_input_tokens"].add(frame["cache_write_tokens"], fill_value=0)
     return frame
 
 
-def _chunk_validation(frame: pd.DataFrame, results: Iterable[Any]) -> ChunkValidation:
-    row_count = len(frame)
+# Nanosecond datetimes span the years 1677 to 2262. Times outside are moved just inside: no
+# expectation compares times with a bound near those years, so every comparison keeps its outcome.
+_EARLIEST_COMPARABLE = pa.scalar(datetime(1678, 1, 1), type=pa.timestamp("us"))
+_LATEST_COMPARABLE = pa.scalar(datetime(2262, 1, 1), type=pa.timestamp("us"))
+
+
+def _comparable(column: pa.ChunkedArray) -> Any:
+    """Return a column as a type that Great Expectations compares without a Python loop."""
+    if pa.types.is_integer(column.type) or pa.types.is_decimal(column.type):
+        return column.cast(pa.float64()).to_numpy()
+    if pa.types.is_timestamp(column.type):
+        inside = pc.max_element_wise(
+            pc.min_element_wise(column, _LATEST_COMPARABLE, skip_nulls=False), _EARLIEST_COMPARABLE, skip_nulls=False
+        )
+        return inside.cast(pa.timestamp("ns")).to_pandas()
+    return column.to_pandas()
+
+
+def _chunk_validation(events: pa.Table, row_count: int, results: Iterable[Any]) -> ChunkValidation:
     failures: dict[int, list[RowFailure]] = {}
     flagged_rows: dict[str, set[int]] = {flag: set() for flag in FLAGS}
     unexpected_counts: dict[str, int] = {}
-    column_values = _ColumnValues(frame)
+    column_values = _ColumnValues(events)
     success = True
 
     for result in results:
@@ -329,15 +356,15 @@ def _unexpected_rows(label: str, result: Mapping[str, Any]) -> list[int]:
 
 
 class _ColumnValues:
-    """Python lists of a frame's columns, converted once on first use, for building messages."""
+    """Python values of a chunk's columns, converted once on first use, for building messages."""
 
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self._frame = frame
+    def __init__(self, events: pa.Table) -> None:
+        self._events = events
         self._lists: dict[str, list[Any]] = {}
 
     def value(self, column: str, row: int) -> Any:
         if column not in self._lists:
-            self._lists[column] = self._frame[column].tolist()
+            self._lists[column] = self._events.column(column).to_pylist()
         return self._lists[column][row]
 
 
@@ -347,9 +374,9 @@ def _row_message(template: str, column_values: _ColumnValues, row: int) -> str:
 
 
 def _display(value: Any) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+    if value is None:
         return "null"
-    if isinstance(value, pd.Timestamp):
+    if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, str):
         return repr(value)

@@ -38,6 +38,13 @@
 {%- endmacro %}
 
 {% macro postgres__apply_organization_scope(relation) -%}
+    {%- if config.get('materialized') == 'view' -%}
+        {#-
+            A view reads its tables with its owner's privileges, which bypass their policies,
+            unless it runs as the invoker: then the policies of the tables it reads apply.
+        -#}
+        alter view {{ relation }} set (security_invoker = true)
+    {%- else -%}
     {#-
         No column statistics: the planner's row estimates, which EXPLAIN shows to every reader,
         would otherwise reveal other organizations' values and their row counts.
@@ -65,6 +72,7 @@
                     and {{ grant_belongs_to_current_user('grants') }}
             )
         )
+    {%- endif -%}
 {%- endmacro %}
 
 {#

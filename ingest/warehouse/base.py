@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -185,6 +184,14 @@ class Warehouse(ABC):
     @abstractmethod
     def write_watermark(self, source_name: str, created_at: datetime, row_id: str) -> None:
         """Record how far an incremental source has been read."""
+
+    @abstractmethod
+    def loaded_seeds(self, schema: str) -> dict[str, str]:
+        """Return the recorded fingerprint of each seed whose table exists in `schema`."""
+
+    @abstractmethod
+    def record_seed_loads(self, fingerprints: dict[str, str]) -> None:
+        """Record the fingerprints of seeds that a build has just loaded."""
 
     @abstractmethod
     def close(self) -> None:

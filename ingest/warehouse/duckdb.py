@@ -267,6 +267,26 @@ class DuckDBWarehouse(Warehouse):
                 [source_name, created_at, row_id, _utc_now()],
             )
 
+    def loaded_seeds(self, schema: str) -> dict[str, str]:
+        rows = self._connection.execute(
+            """
+            select loads.seed_name, loads.fingerprint
+            from raw.seed_loads as loads
+            inner join information_schema.tables as tables
+                on tables.table_schema = ? and tables.table_name = loads.seed_name
+            """,
+            [schema],
+        ).fetchall()
+        return {str(name): str(fingerprint) for name, fingerprint in rows}
+
+    def record_seed_loads(self, fingerprints: dict[str, str]) -> None:
+        now = _utc_now()
+        with _transaction(self._connection):
+            for name, fingerprint in sorted(fingerprints.items()):
+                self._connection.execute(
+                    "insert or replace into raw.seed_loads values (?, ?, ?)", [name, fingerprint, now]
+                )
+
     def query(self, sql: str, parameters: list[object] | None = None) -> list[tuple[object, ...]]:
         """Run a read query and return all rows (used by summaries and tests)."""
         return self._connection.execute(sql, parameters or []).fetchall()

@@ -266,6 +266,31 @@ class PostgresWarehouse(Warehouse):
                 [source_name, created_at, row_id, _utc_now()],
             )
 
+    def loaded_seeds(self, schema: str) -> dict[str, str]:
+        rows = self.query(
+            """
+            select loads.seed_name, loads.fingerprint
+            from raw.seed_loads as loads
+            where to_regclass(format('%%I.%%I', %s::text, loads.seed_name)) is not null
+            """,
+            [schema],
+        )
+        return {str(name): str(fingerprint) for name, fingerprint in rows}
+
+    def record_seed_loads(self, fingerprints: dict[str, str]) -> None:
+        now = _utc_now()
+        with self._connection, self._connection.cursor() as cursor:
+            for name, fingerprint in sorted(fingerprints.items()):
+                cursor.execute(
+                    """
+                    insert into raw.seed_loads values (%s, %s, %s)
+                    on conflict (seed_name) do update set
+                        fingerprint = excluded.fingerprint,
+                        loaded_at = excluded.loaded_at
+                    """,
+                    [name, fingerprint, now],
+                )
+
     def query(
         self, sql: str, parameters: list[object] | dict[str, object] | None = None
     ) -> list[tuple[object, ...]]:

@@ -32,7 +32,8 @@ pytestmark = pytest.mark.postgres
 ORGANIZATIONS = ("org_a", "org_b", "org_c")
 ORGANIZATION_FACING = ("marts.fct_usage_events", "marts.fct_usage_daily", "marts.token_usage")
 INTERNAL_RELATIONS = (
-    "raw.usage_events", "raw.quarantined_rows", "raw.ingest_batches", "staging.stg_usage__events",
+    "raw.usage_events", "raw.quarantined_rows", "raw.ingest_batches", "raw.seed_loads", "staging.stg_usage__events",
+    "staging.stg_usage__event_snapshots",
     "intermediate.int_usage_events_priced", "reference.unit_prices", "public.schema_migrations",
 )
 READER_ROLE = "usage_warehouse_reader"
@@ -264,6 +265,12 @@ def _analyze_events(scoped: ScopedWarehouse) -> None:
     with connection.cursor() as cursor:
         cursor.execute("analyze marts.fct_usage_events")
     connection.close()
+
+
+def test_token_usage_view_runs_as_the_reader(scoped: ScopedWarehouse) -> None:
+    # A view that ran as its owner would bypass the events mart's policy for every reader.
+    options = "select relkind, reloptions from pg_class where oid = 'marts.token_usage'::regclass"
+    assert scoped.read(None, options) == [("v", ["security_invoker=true"])]
 
 
 def test_statistics_hidden_from_scoped_role(scoped: ScopedWarehouse) -> None:

@@ -117,7 +117,7 @@ def test_price_change_reprices_old_events(tmp_path: Path) -> None:
         old_row = "google,veo-3.0-generate-001,video_seconds,with_audio,true,2025-09-09 00:00:00,9999-12-31 00:00:00,0.40,"
         assert old_row in prices.read_text()
         prices.write_text(prices.read_text().replace(old_row, old_row.replace(",0.40,", ",0.50,")))
-        warehouse.run("build", environment_extra=environment)
+        rebuilt = warehouse.run("build", environment_extra=environment)
         incremental = _marts(warehouse)
         after = warehouse.query(video_cost)[0][0]
 
@@ -125,6 +125,9 @@ def test_price_change_reprices_old_events(tmp_path: Path) -> None:
 
         assert before is not None
         assert after > before
+        # Only the changed seed loaded again; the others were left as they were.
+        assert "not loaded again: deployment_models, expected_usage_records, genai_catalog_info, " \
+            "genai_price_leaf_terms, genai_token_prices, price_rules\n" in rebuilt.output
         for name, rows in _marts(warehouse).items():
             assert incremental[name] == rows, name
 
@@ -140,3 +143,42 @@ def test_full_refresh_needs_full_scope(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "rebuild its parents too" in result.output
+
+
+def _run_results(warehouse: WarehouseUnderTest) -> set[str]:
+    return {result["unique_id"] for result in json.loads(warehouse.settings().dbt_target_path.joinpath(
+        "run_results.json").read_text())["results"]}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_unchanged_seeds_are_not_loaded_again(target: str, tmp_path: Path) -> None:
+    with new_warehouse(target, tmp_path) as warehouse:
+        events = _sample_events(warehouse, tmp_path)[:50]
+        warehouse.run("ingest", str(write_jsonl(tmp_path / "events.jsonl", events)))
+        first = warehouse.run("build")
+        first_nodes = _run_results(warehouse)
+
+        second = warehouse.run("build")
+        second_nodes = _run_results(warehouse)
+
+        warehouse.execute("drop table reference.price_rules")
+        third = warehouse.run("build")
+        third_nodes = _run_results(warehouse)
+
+        full = warehouse.run("build", "--full-refresh")
+        full_nodes = _run_results(warehouse)
+
+    seeds = {node for node in first_nodes if node.startswith("seed.")}
+    assert len(seeds) == 7
+    assert "not loaded again" not in first.output
+    assert "not loaded again: deployment_models, expected_usage_records" in second.output
+    assert not seeds & second_nodes
+    # The tests of a skipped seed alone are left out with it; a test that also reads the marts runs.
+    assert "test.usage_warehouse.unique_genai_token_prices_price_line_id.991c17b214" not in second_nodes
+    assert "test.usage_warehouse.warn_expected_usage_records_missing" in second_nodes
+    assert second_nodes >= {node for node in first_nodes if node.startswith("model.")}
+    # A seed whose table is gone loads again, whatever its recorded fingerprint.
+    assert seeds & third_nodes == {"seed.usage_warehouse.price_rules"}
+    assert "price_rules" not in third.output.split("not loaded again: ")[1].splitlines()[0]
+    assert seeds <= full_nodes
+    assert "not loaded again" not in full.output

@@ -11,9 +11,15 @@
       removed seed row's provider and model inside its effective window.
     previous_usage_date is the day the marts have the event under now, so fct_usage_daily also
     rebuilds a day that an event leaves.
+
+    An incremental build finds its events among the snapshots, before deduplication, and ranks
+    only their snapshots: deduplicating the whole history would cost as much as a full build. An
+    event is in scope when any of its snapshots matches, which can only add events whose prices
+    come out the same.
 #}
 
 -- depends_on: {{ ref('int_price_catalog_rows') }}
+-- depends_on: {{ ref('stg_usage__event_snapshots') }}
 
 {% set marts_schema = generate_schema_name('marts', none) -%}
 {%- set events_mart = adapter.get_relation(this.database, marts_schema, 'fct_usage_events') -%}
@@ -24,13 +30,13 @@
 
 with
 
-usage_events as (
+{% if is_incremental_scope %}
 
-    select * from {{ ref('stg_usage__events') }}
+snapshots as (
+
+    select * from {{ ref('stg_usage__event_snapshots') }}
 
 ),
-
-{% if is_incremental_scope %}
 
 priced_events as (
 
@@ -76,36 +82,36 @@ changed_catalog_rows as (
 
 recently_ingested as (
 
-    select usage_events.billable_key
-    from usage_events
+    select snapshots.billable_key
+    from snapshots
     cross join lookback
-    where usage_events.loaded_at >= lookback.loaded_from
+    where snapshots.loaded_at >= lookback.loaded_from
 
 ),
 
 repriced as (
 
-    select usage_events.billable_key
-    from usage_events
+    select snapshots.billable_key
+    from snapshots
     inner join changed_catalog_rows
         on
-            usage_events.created_at >= changed_catalog_rows.effective_from
-            and usage_events.created_at < changed_catalog_rows.effective_to
+            snapshots.created_at >= changed_catalog_rows.effective_from
+            and snapshots.created_at < changed_catalog_rows.effective_to
             and (
                 changed_catalog_rows.price_kind = 'leaf_term'
                 or (
                     changed_catalog_rows.price_kind = 'token_price'
-                    and usage_events.price_provider_id = changed_catalog_rows.provider_key
-                    and usage_events.catalog_model_id = changed_catalog_rows.model_key
+                    and snapshots.price_provider_id = changed_catalog_rows.provider_key
+                    and snapshots.catalog_model_id = changed_catalog_rows.model_key
                 )
                 or (
                     changed_catalog_rows.price_kind = 'unit_price'
-                    and usage_events.provider = changed_catalog_rows.provider_key
-                    and usage_events.model_name = changed_catalog_rows.model_key
+                    and snapshots.provider = changed_catalog_rows.provider_key
+                    and snapshots.model_name = changed_catalog_rows.model_key
                 )
                 or (
                     changed_catalog_rows.price_kind = 'price_rule'
-                    and usage_events.catalog_provider_id = changed_catalog_rows.provider_key
+                    and snapshots.catalog_provider_id = changed_catalog_rows.provider_key
                 )
             )
 
@@ -119,22 +125,42 @@ selected_keys as (
 
 ),
 
+ranked as (
+
+    -- The same ranking as stg_usage__events, on the snapshots of the events in scope only.
+    select
+        snapshots.*,
+        row_number() over (
+            partition by snapshots.billable_key
+            order by {{ latest_snapshot_first() }}
+        ) as snapshot_rank
+    from snapshots
+    inner join selected_keys
+        on snapshots.billable_key = selected_keys.billable_key
+
+),
+
 final as (
 
     select
-        usage_events.*,
+        ranked.*,
         priced_events.usage_date as previous_usage_date,
         'incremental' as scope_mode
-    from usage_events
-    inner join selected_keys
-        on usage_events.billable_key = selected_keys.billable_key
+    from ranked
     left join priced_events
-        on usage_events.billable_key = priced_events.billable_key
+        on ranked.billable_key = priced_events.billable_key
+    where ranked.snapshot_rank = 1
 
 )
 
 {% else %}
 -- noqa: disable=LT02
+
+usage_events as (
+
+    select * from {{ ref('stg_usage__events') }}
+
+),
 
 final as (
 

@@ -4,7 +4,12 @@
     Analysts' queries written for the app's table run here unchanged. cost_usd is the effective
     cost (computed from prices when known, else what the service reported); reported_cost_usd
     keeps the reported value beside it.
+
+    A view, so an incremental build does not copy every event again. On PostgreSQL it runs as
+    the reading role (security_invoker), so fct_usage_events' row-level security applies.
 #}
+
+{{ config(materialized='view') }}
 
 with
 
