@@ -107,6 +107,8 @@ MAX_AMOUNT_DIGITS = 12
 MAX_TOKEN_COUNT = 10**15
 
 _VERTEX_MODEL_PATH = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/")
+# Code points of UTF-16 surrogates, which a JSON escape can produce alone but no text can contain.
+_UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
 # RFC 3339 needs a full date and a time; Python's parser alone would also take a bare date.
 _RFC3339_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
@@ -168,7 +170,9 @@ def parse_json_line(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise InvalidEvent(
             "invalid_json",
-            f"invalid JSON ({error.msg} at column {error.colno}); write one complete JSON object per line",
+            # Some messages of the json module end in "at" already ("Invalid control character at").
+            f"invalid JSON ({error.msg.removesuffix(' at')} at column {error.colno}); "
+            "write one complete JSON object per line",
         ) from None
     if not isinstance(record, dict):
         raise InvalidEvent(
@@ -198,12 +202,12 @@ def parse_event(record: Mapping[str, Any]) -> UsageEvent:
         if _blank(record.get(name)):
             raise InvalidEvent(f"missing_{name}", f"missing required field {name!r}; every event needs it")
 
-    event_id = _string(record, "event_id")
+    event_id = string_field(record, "event_id")
     created_at = parse_timestamp(record["created_at"])
-    provider_as_sent = _string(record, "provider")
+    provider_as_sent = string_field(record, "provider")
     provider, implied_platform = normalize_provider(provider_as_sent)
-    operation = _string(record, "operation")
-    strings = {name: _optional_string(record, name) for name in STRING_FIELDS}
+    operation = string_field(record, "operation")
+    strings = {name: optional_string_field(record, name) for name in STRING_FIELDS}
 
     platform = normalize_platform(strings["platform"] or implied_platform or "api")
     service_tier = normalize_service_tier(strings["service_tier"])
@@ -248,9 +252,9 @@ def parse_event(record: Mapping[str, Any]) -> UsageEvent:
         units=units,
         unit_type=unit_type.lower() if unit_type else None,
         reported_cost_usd=_optional_decimal(record, "cost_usd", COST_SCALE),
-        usage_payload=_json_value(record.get("usage")),
-        attributes=_optional_object(record, "attributes"),
-        metadata=_json_value(record.get("metadata")),
+        usage_payload=json_value(record.get("usage")),
+        attributes=optional_object_field(record, "attributes"),
+        metadata=json_value(record.get("metadata")),
         extra_fields={key: value for key, value in record.items() if key not in KNOWN_FIELDS},
     )
 
@@ -325,7 +329,7 @@ def normalize_model_name(model: str | None) -> str | None:
 
 def _token_counts(record: Mapping[str, Any], provider: str, model: str | None) -> TokenCounts | None:
     explicit = {name: _optional_count(record, name) for name in TOKEN_FIELDS}
-    explicit_details = _usage_details(record)
+    explicit_details = usage_details_field(record)
     payload = record.get("usage")
     if _blank(payload):
         if all(count is None for count in explicit.values()) and not explicit_details:
@@ -398,7 +402,8 @@ def _check_token_invariants(counts: TokenCounts | None) -> None:
         )
 
 
-def _usage_details(record: Mapping[str, Any]) -> dict[str, int]:
+def usage_details_field(record: Mapping[str, Any]) -> dict[str, int]:
+    """Return `usage_details` as genai-prices usage keys to token counts; raise `InvalidEvent` when invalid."""
     details = record.get("usage_details")
     if _blank(details):
         return {}
@@ -419,17 +424,25 @@ def _usage_details(record: Mapping[str, Any]) -> dict[str, int]:
     return {str(key): _count(value, f"usage_details.{key}") for key, value in details.items()}
 
 
-def _string(record: Mapping[str, Any], name: str) -> str:
+def string_field(record: Mapping[str, Any], name: str) -> str:
+    """Return a text field stripped; an integer becomes its decimal text, and other types raise `InvalidEvent`."""
     value = record[name]
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidEvent(f"invalid_{name}", f"{name}={value!r} is not a string")
+    if isinstance(value, str) and _UNPAIRED_SURROGATE.search(value):
+        # JSON can escape half of a surrogate pair (\ud800), which is no character and no UTF-8.
+        raise InvalidEvent(
+            f"invalid_{name}",
+            f"{name}={value!r} contains an unpaired surrogate escape; send valid Unicode text",
+        )
     return str(value).strip()
 
 
-def _optional_string(record: Mapping[str, Any], name: str) -> str | None:
+def optional_string_field(record: Mapping[str, Any], name: str) -> str | None:
+    """Return an optional text field like `string_field`, or None when it is absent, null or blank."""
     if _blank(record.get(name)):
         return None
-    return _string(record, name)
+    return string_field(record, name)
 
 
 def _optional_count(record: Mapping[str, Any], name: str) -> int | None:
@@ -493,7 +506,8 @@ def _number(value: Any) -> Decimal | None:
     return None
 
 
-def _optional_object(record: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+def optional_object_field(record: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    """Return an optional object field, parsing JSON text; raise `InvalidEvent` for anything but an object."""
     value = record.get(name)
     if _blank(value):
         return None
@@ -504,7 +518,7 @@ def _optional_object(record: Mapping[str, Any], name: str) -> Mapping[str, Any] 
     return value
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """Return a value as given, parsing JSON text (as CSV cells carry it); blank becomes None."""
     if _blank(value):
         return None
@@ -525,3 +539,16 @@ def _json_object_text(text: str, name: str) -> Any:
 
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
+
+
+def stored_json(value: Any) -> str | None:
+    """Serialize a JSON column as the raw tables store it: sorted keys, compact, decimals as int or float."""
+    if value is None:
+        return None
+    return json.dumps(value, default=_json_number, separators=(",", ":"), sort_keys=True)
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -2,7 +2,9 @@
 
 Every record read ends in exactly one place: loaded, recognized as a duplicate of an event id
 already loaded, or quarantined with its reason. Records are parsed and validated in Python, then
-written in chunks through Arrow, so memory is bounded by the chunk size, not by the file.
+written in chunks through Arrow, so memory is bounded by the chunk size, not by the file. JSON
+Lines files take a fast path: DuckDB SQL parses whole chunks and certifies most rows, and only
+the lines it hands back are parsed in Python.
 """
 
 from __future__ import annotations
@@ -12,19 +14,20 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import genai_prices
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingest import __version__
 from ingest.catalog import ModelResolver
-from ingest.events import InvalidEvent, UsageEvent, parse_event, parse_json_line
+from ingest.events import InvalidEvent, UsageEvent, parse_event, parse_json_line, stored_json
+from ingest.jsonl_fast_path import JsonLinesParser, LineChunk, read_line_chunks
 from ingest.readers import SourceRecord, csv_record_fields, file_sha256, read_records, source_kind
 from ingest.warehouse.base import (
     QUARANTINE_SCHEMA,
@@ -38,6 +41,9 @@ from ingest.warehouse.base import (
 logger = logging.getLogger(__name__)
 
 CHUNK_ROWS = 10_000
+# Records per chunk of the JSON Lines fast path. Its SQL and the expectation suite both cost
+# less per row in larger chunks; 50,000 lines of a few hundred bytes stay within tens of MB.
+FAST_PATH_CHUNK_ROWS = 50_000
 
 
 @dataclass
@@ -54,6 +60,16 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
+class ValidatedChunk:
+    """One chunk of a batch, parsed and checked: what to land, what to quarantine, and the suite's summary."""
+
+    rows_read: int
+    events: pa.Table
+    quarantined: list[dict[str, Any]]
+    validation_summary: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class _Located:
     """A source record with the file it came from and its position in the batch."""
 
@@ -62,8 +78,12 @@ class _Located:
     ordinal: int
 
 
-def ingest_file(path: Path, warehouse: Warehouse, resolver: ModelResolver) -> BatchResult:
-    """Land one file as one batch, unless a batch with the same contents is already loaded."""
+def ingest_file(path: Path, warehouse: Warehouse, resolver: ModelResolver, fast_path: bool = True) -> BatchResult:
+    """Land one file as one batch, unless a batch with the same contents is already loaded.
+
+    JSON Lines files go through `ingest.jsonl_fast_path` unless `fast_path` is false. It lands
+    the same rows and quarantine rows as the record-by-record path.
+    """
     started = time.monotonic()
     content_sha256 = file_sha256(path)
     loaded_batch = warehouse.find_batch_by_content(content_sha256)
@@ -72,6 +92,8 @@ def ingest_file(path: Path, warehouse: Warehouse, resolver: ModelResolver) -> Ba
         return BatchResult(str(path), None, None, skipped_because=f"already loaded as batch {loaded_batch}")
 
     info = _batch_info(str(path), source_kind(path), content_sha256, path.stat().st_size)
+    if fast_path and info.source_format == "jsonl":
+        return land_chunks(info, _fast_json_line_chunks(path, info, resolver), warehouse, started)
     return land_records(info, read_records(path), warehouse, resolver, started)
 
 
@@ -83,16 +105,26 @@ def land_records(
     started: float | None = None,
 ) -> BatchResult:
     """Validate and land records from any source as one batch, in chunks."""
-    started = time.monotonic() if started is None else started
     located = (_Located(record, info.source_path, ordinal) for ordinal, record in enumerate(records))
+    chunks = (_validated_chunk(chunk, info, resolver) for chunk in _chunks(located, CHUNK_ROWS))
+    return land_chunks(info, chunks, warehouse, started)
+
+
+def land_chunks(
+    info: BatchInfo, chunks: Iterable[ValidatedChunk], warehouse: Warehouse, started: float | None = None
+) -> BatchResult:
+    """Land validated chunks as one batch; `chunks` is read inside the batch, so an error removes it whole."""
+    started = time.monotonic() if started is None else started
     summaries: list[dict[str, Any]] = []
     with warehouse.batch(info) as writer:
         rows_read = 0
         reasons: Counter[str] = Counter()
-        for chunk in _chunks(located, CHUNK_ROWS):
-            rows_read += len(chunk)
-            events, quarantined = _validate(chunk, info, resolver, summaries)
-            writer.append_events(events)
+        for chunk in chunks:
+            rows_read += chunk.rows_read
+            if chunk.validation_summary is not None:
+                summaries.append(chunk.validation_summary)
+            writer.append_events(chunk.events)
+            quarantined = chunk.quarantined
             stored = writer.append_quarantined(pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA))
             reasons.update(row["reason"] for row in quarantined if row["quarantine_id"] in stored)
         validation = _merged_validation(summaries)
@@ -154,6 +186,51 @@ def _replayed_record(row: QuarantinedRow) -> SourceRecord:
         return SourceRecord(line_number, raw_text, None, invalid)
 
 
+def _fast_json_line_chunks(path: Path, info: BatchInfo, resolver: ModelResolver) -> Iterator[ValidatedChunk]:
+    """Validate a JSON Lines file chunk by chunk: SQL certifies what it can and Python parses the rest."""
+    with JsonLinesParser(resolver) as parser:
+        for lines in read_line_chunks(path, FAST_PATH_CHUNK_ROWS):
+            yield _validated_line_chunk(lines, parser, info, resolver)
+
+
+def _validated_line_chunk(
+    lines: LineChunk, parser: JsonLinesParser, info: BatchInfo, resolver: ModelResolver
+) -> ValidatedChunk:
+    now = _utc_now()
+    certified = parser.parse(lines, info, now)
+    handed_back = [_Located(lines.record(ordinal), info.source_path, ordinal) for ordinal in certified.handed_back]
+    handed_back += [_Located(record, info.source_path, ordinal) for ordinal, record in lines.undecodable]
+    parsed_events, quarantined, parsed = _parse_records(handed_back, info, resolver, now)
+
+    # Rows in file order, as the Python path hands them to the suite and the writer.
+    ordinals = pa.concat_arrays([
+        certified.events.column("ordinal").combine_chunks(),
+        pa.array([item.ordinal for item in parsed], type=pa.int64()),
+    ])
+    order = pc.sort_indices(ordinals)
+    events = pa.concat_tables([certified.events.drop_columns(["ordinal"]), parsed_events]).take(order)
+    if events.num_rows == 0:
+        return ValidatedChunk(lines.record_count, events, quarantined, None)
+
+    parsed_by_ordinal = {item.ordinal: item for item in parsed}
+    ordinal_at = ordinals.take(order).to_pylist()
+
+    def located(position: int) -> _Located:
+        ordinal = ordinal_at[position]
+        if ordinal in parsed_by_ordinal:
+            return parsed_by_ordinal[ordinal]
+        return _Located(lines.record(ordinal), info.source_path, ordinal)
+
+    passed, failed, summary = _check_expectations(events, located, info, now)
+    return ValidatedChunk(lines.record_count, passed, quarantined + failed, summary)
+
+
+def _validated_chunk(chunk: list[_Located], info: BatchInfo, resolver: ModelResolver) -> ValidatedChunk:
+    summaries: list[dict[str, Any]] = []
+    events, quarantined = _validate(chunk, info, resolver, summaries)
+    return ValidatedChunk(len(chunk), events, quarantined, summaries[0] if summaries else None)
+
+
 def _validate(
     chunk: list[_Located], info: BatchInfo, resolver: ModelResolver, summaries: list[dict[str, Any]] | None = None
 ) -> tuple[pa.Table, list[dict[str, Any]]]:
@@ -165,6 +242,19 @@ def _validate(
     of the chunk is appended to `summaries` when given.
     """
     now = _utc_now()
+    events, quarantined, parsed = _parse_records(chunk, info, resolver, now)
+    if events.num_rows == 0:
+        return events, quarantined
+    passed, failed, summary = _check_expectations(events, parsed.__getitem__, info, now)
+    if summaries is not None:
+        summaries.append(summary)
+    return passed, quarantined + failed
+
+
+def _parse_records(
+    chunk: list[_Located], info: BatchInfo, resolver: ModelResolver, now: datetime
+) -> tuple[pa.Table, list[dict[str, Any]], list[_Located]]:
+    """Parse records into an events table and quarantine rows; also return the records behind the table's rows."""
     columns: dict[str, list[Any]] = {name: [] for name in USAGE_EVENT_SCHEMA.names}
     quarantined: list[dict[str, Any]] = []
     parsed: list[_Located] = []
@@ -183,20 +273,26 @@ def _validate(
         for name, values in columns.items():
             values.append(row[name])
         parsed.append(item)
-    events = pa.Table.from_pydict(columns, schema=USAGE_EVENT_SCHEMA)
-    if events.num_rows == 0:
-        return events, quarantined
+    return pa.Table.from_pydict(columns, schema=USAGE_EVENT_SCHEMA), quarantined, parsed
 
+
+def _check_expectations(
+    events: pa.Table, located: Callable[[int], _Located], info: BatchInfo, now: datetime
+) -> tuple[pa.Table, list[dict[str, Any]], dict[str, Any]]:
+    """Run the Great Expectations suite on parsed events.
+
+    Returns the rows that pass, a quarantine row for each row that fails (`located` gives the
+    record behind a row position), and the suite's summary.
+    """
     # Imported here: Great Expectations takes seconds to import, and only landing needs it.
     from ingest.validation import build_usage_event_suite, validate_chunk
 
     validation = validate_chunk(events, build_usage_event_suite(now))
-    if summaries is not None:
-        summaries.append(validation.summary)
+    quarantined = []
     for position, failures in sorted(validation.failures.items()):
         invalid = InvalidEvent(failures[0].expectation, validation.failure_message(position))
-        quarantined.append(_quarantine_row(parsed[position], invalid, info, now))
-    return events.filter(validation.passed_mask), quarantined
+        quarantined.append(_quarantine_row(located(position), invalid, info, now))
+    return events.filter(validation.passed_mask), quarantined, validation.summary
 
 
 def _event_row(event: UsageEvent, resolver: ModelResolver) -> dict[str, Any]:
@@ -226,15 +322,15 @@ def _event_row(event: UsageEvent, resolver: ModelResolver) -> dict[str, Any]:
         "cache_write_tokens": event.cache_write_tokens,
         "output_tokens": event.output_tokens,
         "reasoning_tokens": event.reasoning_tokens,
-        "usage_details": _json_or_none(event.usage_details),
+        "usage_details": stored_json(event.usage_details),
         "usage_flavor": event.usage_flavor,
         "units": event.units,
         "unit_type": event.unit_type,
         "reported_cost_usd": event.reported_cost_usd,
-        "usage_payload": _json_or_none(event.usage_payload),
-        "attributes": _json_or_none(event.attributes),
-        "metadata": _json_or_none(event.metadata),
-        "extra_fields": _json_or_none(event.extra_fields or None),
+        "usage_payload": stored_json(event.usage_payload),
+        "attributes": stored_json(event.attributes),
+        "metadata": stored_json(event.metadata),
+        "extra_fields": stored_json(event.extra_fields or None),
         "has_usage": event.has_usage,
     }
 
@@ -316,18 +412,6 @@ def _chunks(items: Iterable[_Located], size: int) -> Iterator[list[_Located]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def _json_or_none(value: Any) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(value, default=_json_number, separators=(",", ":"), sort_keys=True)
-
-
-def _json_number(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _new_batch_id() -> str:

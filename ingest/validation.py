@@ -231,7 +231,7 @@ def default_validator() -> ChunkValidator:
 def validate_chunk(
     events: pa.Table, suite: gx.ExpectationSuite, validator: ChunkValidator | None = None
 ) -> ChunkValidation:
-    """Validate one chunk against `suite`. The loader's chunks have at most 10,000 rows.
+    """Validate one chunk against `suite`. The loader's chunks have at most 50,000 rows.
 
     Raises `ChunkValidationError` when the chunk lacks a column the suite reads or an
     expectation cannot run.

@@ -189,6 +189,7 @@ def test_parse_event_integer_event_id() -> None:
         pytest.param("event_id", {"id": 1}, "event_id={'id': 1}", id="event-id-object"),
         pytest.param("event_id", True, "event_id=True", id="event-id-bool"),
         pytest.param("model", ["gpt-4o"], "model=['gpt-4o']", id="model-list"),
+        pytest.param("tool_name", "Ad \ud800", "unpaired surrogate", id="tool-name-lone-surrogate"),
     ],
 )
 def test_parse_event_string_field_invalid(name: str, value: Any, expected_text: str) -> None:

@@ -74,14 +74,22 @@ def test_malformed_lines_quarantined_with_reason(warehouse: WarehouseUnderTest, 
         json.dumps({k: v for k, v in _event("no-time").items() if k != "created_at"}),
         "[1, 2, 3]",
         json.dumps(_event("ok-2")),
+        # Valid JSON, but the escape is half of a surrogate pair: no character, so no UTF-8 text.
+        json.dumps(_event("lone-surrogate", tool_name="\ud800")),
+        '{"event_id": "control", "created_at": "2025-09-03T10:00:00Z", "provider": "openai", "operation": "a\tb"}',
     ]
     source.write_text("\n".join(lines) + "\n")
 
     result = warehouse.run("ingest", str(source))
 
-    assert "read 6 = loaded 2 + duplicate 0 + quarantined 4" in result.stdout
+    assert "read 8 = loaded 2 + duplicate 0 + quarantined 6" in result.stdout
     reasons = dict(warehouse.query("select line_number, reason from raw.quarantined_rows"))
-    assert reasons == {2: "invalid_json", 3: "negative_token_count", 4: "missing_created_at", 5: "not_an_object"}
+    assert reasons == {
+        2: "invalid_json", 3: "negative_token_count", 4: "missing_created_at", 5: "not_an_object",
+        7: "invalid_tool_name", 8: "invalid_json",
+    }
+    messages = dict(warehouse.query("select line_number, message from raw.quarantined_rows"))
+    assert "Invalid control character at column" in messages[8]
     texts = dict(warehouse.query("select line_number, raw_text from raw.quarantined_rows"))
     assert texts[2] == '{"event_id": "broken", "created_at": '
 
