@@ -107,6 +107,9 @@ MAX_AMOUNT_DIGITS = 12
 MAX_TOKEN_COUNT = 10**15
 
 _VERTEX_MODEL_PATH = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/")
+# Python's json module parses nested arrays and objects recursively, so it raises RecursionError
+# (not a decode error) on text nested deeper than the interpreter's recursion limit.
+TOO_DEEP = "nested deeper than the JSON parser allows (about 1,000 levels)"
 # Code points of UTF-16 surrogates, which a JSON escape can produce alone but no text can contain.
 _UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
 # RFC 3339 needs a full date and a time; Python's parser alone would also take a bare date.
@@ -174,6 +177,8 @@ def parse_json_line(text: str) -> dict[str, Any]:
             f"invalid JSON ({error.msg.removesuffix(' at')} at column {error.colno}); "
             "write one complete JSON object per line",
         ) from None
+    except RecursionError:
+        raise InvalidEvent("invalid_json", f"JSON {TOO_DEEP}; write events with flat fields") from None
     if not isinstance(record, dict):
         raise InvalidEvent(
             "not_an_object",
@@ -525,7 +530,7 @@ def json_value(value: Any) -> Any:
     if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
         try:
             return json.loads(value, parse_float=Decimal)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return value
     return value
 
@@ -535,6 +540,8 @@ def _json_object_text(text: str, name: str) -> Any:
         return json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError:
         raise InvalidEvent(f"invalid_{name}", f"{name}={text!r} is not valid JSON") from None
+    except RecursionError:
+        raise InvalidEvent(f"invalid_{name}", f"{name} is JSON {TOO_DEEP}") from None
 
 
 def _blank(value: Any) -> bool:

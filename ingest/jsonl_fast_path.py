@@ -241,8 +241,8 @@ class JsonLinesParser:
         """Return each certified usage_details text with its stored JSON and its largest input and output parts."""
         rows = []
         for text in self._distinct("usage_details_json"):
-            value = json.loads(text, parse_float=Decimal) if text else None
-            if not _exact_through_duckdb(value):
+            value = _loads(text)
+            if value is _TOO_DEEP or not _exact_through_duckdb(value):
                 continue
             try:
                 details = usage_details_field({"usage_details": value})
@@ -269,7 +269,7 @@ class JsonLinesParser:
 
     def _dimension_row(self, texts: dict[str, str]) -> dict[str, Any] | None:
         """Normalize one combination of dimension fields as `parse_event` does, or None to hand it back."""
-        record = {name: json.loads(text) for name, text in texts.items() if text}
+        record = {name: _loads(text) for name, text in texts.items() if text}
         if not all(isinstance(value, str) for value in record.values()):
             return None
         strings = {name: optional_string_field(record, name) for name in DIMENSION_FIELDS}
@@ -307,14 +307,28 @@ class JsonLinesParser:
     def _json_values(self, name: str, stored: Callable[[Any], str | None]) -> pa.Table:
         rows = []
         for text in self._distinct(f"{name}_json"):
-            value = json.loads(text, parse_float=Decimal) if text else None
-            if not _exact_through_duckdb(value):
+            value = _loads(text)
+            if value is _TOO_DEEP or not _exact_through_duckdb(value):
                 continue
             try:
                 rows.append({"json": text, "stored": stored(value)})
             except InvalidEvent:
                 continue
         return pa.Table.from_pylist(rows, schema=pa.schema([("json", pa.string()), ("stored", pa.string())]))
+
+
+# What `_loads` returns for JSON nested too deep for Python's parser, whose line goes to Python.
+_TOO_DEEP = object()
+
+
+def _loads(text: str) -> Any:
+    """Parse DuckDB's JSON text of one value as the line's parser would; empty text is None."""
+    if not text:
+        return None
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except RecursionError:
+        return _TOO_DEEP
 
 
 def _stored_metadata(value: Any) -> str | None:

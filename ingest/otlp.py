@@ -57,7 +57,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from ingest.events import InvalidEvent
+from ingest.events import TOO_DEEP, InvalidEvent
 from ingest.readers import SourceRecord
 
 logger = logging.getLogger(__name__)
@@ -485,6 +485,8 @@ def _read_requests(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | _Inval
             return
         try:
             json.loads(first_line)
+        except RecursionError:
+            pass  # a line of its own, too deep to read: _json_lines quarantines it
         except json.JSONDecodeError:
             rest = handle.read()
             document = first_line + rest
@@ -510,9 +512,12 @@ def _json_lines(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, Mapping
         except json.JSONDecodeError as error:
             yield line_number, _InvalidRequest(text, InvalidEvent(
                 "invalid_json",
-                f"invalid JSON ({error.msg} at column {error.colno}); write one ExportTraceServiceRequest "
-                "object per line",
+                f"invalid JSON ({error.msg.removesuffix(' at')} at column {error.colno}); write one "
+                "ExportTraceServiceRequest object per line",
             ))
+            continue
+        except RecursionError:
+            yield line_number, _InvalidRequest(text, InvalidEvent("invalid_json", f"JSON {TOO_DEEP}"))
             continue
         yield line_number, _as_request(parsed, text)
 

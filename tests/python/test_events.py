@@ -802,6 +802,8 @@ def test_parse_json_line_object() -> None:
         pytest.param('"text"', "not_an_object", "got str", id="string"),
         pytest.param("12.5", "not_an_object", "got Decimal", id="number"),
         pytest.param("null", "not_an_object", "got NoneType", id="null"),
+        pytest.param('{"metadata": ' + "[" * 100_000 + "]" * 100_000 + "}", "invalid_json", "nested deeper",
+                     id="nested-too-deep"),
     ],
 )
 def test_parse_json_line_invalid(text: str, reason: str, expected_text: str) -> None:

@@ -170,6 +170,7 @@ TRICKY_LINES: list[tuple[str, str, bool]] = [
     ("string", '"text"', False),
     ("JSON null", "null", False),
     ("duplicate event id", _line("plain", operation="embed"), True),
+    ("metadata nested too deep", _raw("too-deep", '"metadata":' + "[" * 5_000 + "]" * 5_000), False),
 ]
 
 

@@ -334,20 +334,22 @@ def test_read_json_lines_of_requests(tmp_path: Path) -> None:
         make_span("0000000000000002", chat_attributes(as_text=False)),
         make_span("0000000000000003", chat_attributes(), startTimeUnixNano="not-a-time"),
     ])
-    path = write_lines(tmp_path / "traces.jsonl", [json.dumps(first), "", json.dumps(second), "{broken"])
+    too_deep = "[" * 100_000 + "]" * 100_000
+    path = write_lines(tmp_path / "traces.jsonl", [json.dumps(first), "", json.dumps(second), "{broken", too_deep])
     counts = SpanCounts()
     records = list(read_otlp_records(path, counts))
 
-    assert [record.line_number for record in records] == [1, 3, 3, 4]
+    assert [record.line_number for record in records] == [1, 3, 3, 4, 5]
     assert [record.error.reason if record.error else None for record in records] == [
-        None, None, "invalid_span_time", "invalid_json"
+        None, None, "invalid_span_time", "invalid_json", "invalid_json"
     ]
+    assert "nested deeper" in records[4].error.message
     assert records[2].fields is None
     assert json.loads(records[2].raw_text)["spanId"] == "0000000000000003"
     assert records[3].raw_text == "{broken"
     assert counts.events == 2
     assert counts.invalid_spans == 1
-    assert counts.invalid_requests == 1
+    assert counts.invalid_requests == 2
     for item in events(records):
         assert parse_event(item).output_tokens == 300
 
