@@ -93,6 +93,9 @@ DASHBOARD_QUERIES: dict[str, tuple[str, str, str | None]] = {
 }
 
 
+STEPS = ("ingest", "memory", "builds", "queries")
+
+
 class BenchmarkError(RuntimeError):
     """A benchmark step failed, or two query results that must be equal differ."""
 
@@ -479,10 +482,18 @@ def render(args: argparse.Namespace, facts: dict[str, str], figures: dict[str, A
         f"Command: `{' '.join(['bench/run.py', *sys.argv[1:]])}`. Sample: `usage-warehouse sample "
         f"--events {args.events} --days {args.days} --end {END_DAY}`.",
     ]
-    lines += render_ingest(figures["duckdb_ingest"], figures["postgres_ingest"])
-    lines += render_memory(figures["memory"])
-    lines += render_builds(figures["builds"], figures["new_events"])
-    lines += render_queries(figures["queries"])
+    if "history_ingest_seconds" in figures:
+        lines += ["", f"Steps: {', '.join(args.steps)}. Landing the token-fields file in DuckDB took "
+                      f"{figures['history_ingest_seconds']:.1f} s ({rate(args.events, figures['history_ingest_seconds'])} "
+                      "rows/s)."]
+    if "duckdb_ingest" in figures:
+        lines += render_ingest(figures["duckdb_ingest"], figures["postgres_ingest"])
+    if "memory" in figures:
+        lines += render_memory(figures["memory"])
+    if "builds" in figures:
+        lines += render_builds(figures["builds"], figures["new_events"])
+    if "queries" in figures:
+        lines += render_queries(figures["queries"])
     return "\n".join(lines) + "\n"
 
 
@@ -602,12 +613,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(default: a tenth of --events).")
     parser.add_argument("--skip-postgres-build", action="store_true",
                         help="Measure the full and incremental build on DuckDB only.")
+    parser.add_argument("--steps", default=",".join(STEPS),
+                        help="Comma-separated steps to run, of %s (default: all). Without ingest, the "
+                             "token-fields file is still landed in DuckDB for the other steps." % ", ".join(STEPS))
     parser.add_argument("--keep", action="store_true", help="Keep the scratch folder and print its path.")
     args = parser.parse_args(argv)
     if args.large:
         args.events = 10_000_000
     if args.memory_events is None:
         args.memory_events = max(args.events // 10, 1)
+    args.steps = [step.strip() for step in args.steps.split(",") if step.strip()]
+    unknown = sorted(set(args.steps) - set(STEPS))
+    if unknown:
+        parser.error(f"unknown step {', '.join(unknown)}; use {', '.join(STEPS)}")
+    if "queries" in args.steps and "builds" not in args.steps:
+        parser.error("the queries step reads the marts that the builds step builds; add builds")
     return args
 
 
@@ -622,47 +642,53 @@ def main(argv: list[str] | None = None) -> None:
         sample = scratch / "sample.jsonl.gz"
         generate_sample(sample, args.events, args.days, seed=7, end_day=END_DAY)
         tokens_file = scratch / "tokens.jsonl.gz"
-        usage_file = scratch / "usage.jsonl.gz"
         rewrite_events(sample, tokens_file, with_token_fields)
-        rewrite_events(sample, usage_file, with_usage_payload)
         lines = count_lines(sample)
-
-        print("1/5 DuckDB ingest vs read_json", flush=True)
-        figures["duckdb_ingest"] = [
-            measure_duckdb_ingest(tokens_file, lines, scratch, "token fields"),
-            measure_duckdb_ingest(usage_file, lines, scratch, "usage payloads"),
-        ]
-
-        print("2/5 PostgreSQL ingest vs COPY", flush=True)
-        figures["postgres_ingest"] = measure_postgres_ingest(tokens_file, lines, scratch)
-
-        print("3/5 ingest peak memory", flush=True)
-        small = scratch / "memory_small.jsonl.gz"
-        large = scratch / "memory_large.jsonl.gz"
-        generate_sample(small, args.memory_events, args.days, seed=11, end_day=END_DAY)
-        generate_sample(large, args.memory_events * 10, args.days, seed=11, end_day=END_DAY)
-        figures["memory"] = measure_memory(small, large, scratch)
-
-        print("4/5 full refresh vs incremental build", flush=True)
-        new_events = scratch / "new_events.jsonl.gz"
-        figures["new_events"] = max(args.events // 100, 1)
-        generate_sample(new_events, figures["new_events"], 1, seed=8, end_day=NEW_EVENTS_END_DAY)
         duckdb_warehouse = scratch / "ingest_token_fields.duckdb"
-        backdate_duckdb_history(duckdb_warehouse)
-        figures["builds"] = {"DuckDB": measure_builds(["--duckdb", str(duckdb_warehouse)], new_events, None)}
-        if not args.skip_postgres_build:
-            database = "uw_bench_build"
-            create_database(database)
-            try:
-                env = postgres_env(database)
-                run_cli(["--target", "postgres", "ingest", str(tokens_file)], env=env)
-                backdate_postgres_history(database)
-                figures["builds"]["PostgreSQL"] = measure_builds(["--target", "postgres"], new_events, env)
-            finally:
-                drop_database(database)
 
-        print("5/5 dashboard queries", flush=True)
-        figures["queries"] = measure_queries(duckdb_warehouse)
+        if "ingest" in args.steps:
+            usage_file = scratch / "usage.jsonl.gz"
+            rewrite_events(sample, usage_file, with_usage_payload)
+            print("DuckDB ingest vs read_json", flush=True)
+            figures["duckdb_ingest"] = [
+                measure_duckdb_ingest(tokens_file, lines, scratch, "token fields"),
+                measure_duckdb_ingest(usage_file, lines, scratch, "usage payloads"),
+            ]
+            print("PostgreSQL ingest vs COPY", flush=True)
+            figures["postgres_ingest"] = measure_postgres_ingest(tokens_file, lines, scratch)
+        elif "builds" in args.steps or "queries" in args.steps:
+            print("landing the token-fields file in DuckDB", flush=True)
+            figures["history_ingest_seconds"] = run_cli(["--duckdb", str(duckdb_warehouse), "ingest", str(tokens_file)])
+
+        if "memory" in args.steps:
+            print("ingest peak memory", flush=True)
+            small = scratch / "memory_small.jsonl.gz"
+            large = scratch / "memory_large.jsonl.gz"
+            generate_sample(small, args.memory_events, args.days, seed=11, end_day=END_DAY)
+            generate_sample(large, args.memory_events * 10, args.days, seed=11, end_day=END_DAY)
+            figures["memory"] = measure_memory(small, large, scratch)
+
+        if "builds" in args.steps:
+            print("full refresh vs incremental build", flush=True)
+            new_events = scratch / "new_events.jsonl.gz"
+            figures["new_events"] = max(args.events // 100, 1)
+            generate_sample(new_events, figures["new_events"], 1, seed=8, end_day=NEW_EVENTS_END_DAY)
+            backdate_duckdb_history(duckdb_warehouse)
+            figures["builds"] = {"DuckDB": measure_builds(["--duckdb", str(duckdb_warehouse)], new_events, None)}
+            if not args.skip_postgres_build:
+                database = "uw_bench_build"
+                create_database(database)
+                try:
+                    env = postgres_env(database)
+                    run_cli(["--target", "postgres", "ingest", str(tokens_file)], env=env)
+                    backdate_postgres_history(database)
+                    figures["builds"]["PostgreSQL"] = measure_builds(["--target", "postgres"], new_events, env)
+                finally:
+                    drop_database(database)
+
+        if "queries" in args.steps:
+            print("dashboard queries", flush=True)
+            figures["queries"] = measure_queries(duckdb_warehouse)
 
         section = render(args, facts, figures, started_at)
         prepend_results(section)
