@@ -31,15 +31,21 @@ from typing import Any
 import duckdb
 import psycopg2
 
-from ingest.sample.payloads import Tokens, anthropic_usage, gemini_usage_metadata, openai_chat_usage
-from ingest.usage import UsageDerivationError, derive_token_counts
+from ingest.events import TOKEN_FIELDS
+from ingest.sample.output import rewrite_events
+from ingest.sample.payloads import (
+    Tokens,
+    anthropic_usage,
+    gemini_usage_metadata,
+    openai_chat_usage,
+    with_token_fields,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 CLI = str(PROJECT / ".venv" / "bin" / "usage-warehouse")
 RESULTS = PROJECT / "bench" / "results.md"
 END_DAY = "2026-11-30"
 NEW_EVENTS_END_DAY = "2026-12-01"
-TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 QUERY_REPEATS = 3
 
 # Goals that the figures are compared with.
@@ -107,43 +113,6 @@ class BenchmarkError(RuntimeError):
 def generate_sample(path: Path, events: int, days: int, seed: int, end_day: str) -> None:
     run_cli(["sample", "--events", str(events), "--days", str(days), "--seed", str(seed),
              "--end", end_day, "--out", str(path)])
-
-
-def rewrite_events(source: Path, target: Path, rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """Write ``source`` to ``target`` with each JSON object passed through ``rewrite``.
-
-    Malformed lines and lines that are not objects are copied unchanged, so both files keep the
-    sample's intended defects.
-    """
-    with gzip.open(source, "rt", encoding="utf-8") as lines, gzip.open(target, "wt", encoding="utf-8", compresslevel=1) as out:
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                out.write(line)
-                continue
-            if isinstance(event, dict):
-                event = rewrite(event)
-                out.write(json.dumps(event, separators=(",", ":")) + "\n")
-            else:
-                out.write(line)
-
-
-def with_token_fields(event: dict[str, Any]) -> dict[str, Any]:
-    """Replace a provider ``usage`` payload with canonical token counts, derived as ingest does."""
-    usage = event.get("usage")
-    if not isinstance(usage, dict):
-        return event
-    try:
-        counts = derive_token_counts(str(event.get("provider", "")), usage, event.get("model"))
-    except UsageDerivationError:
-        return event  # an invalid payload stays, so ingest quarantines it as before
-    rewritten = {key: value for key, value in event.items() if key != "usage"}
-    for field in TOKEN_FIELDS:
-        rewritten[field] = getattr(counts, field)
-    if counts.details:
-        rewritten["usage_details"] = dict(counts.details)
-    return rewritten
 
 
 def with_usage_payload(event: dict[str, Any]) -> dict[str, Any]:

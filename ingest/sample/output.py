@@ -6,7 +6,7 @@ import gzip
 import json
 import random
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -171,3 +171,22 @@ def _invalid_timestamp(created_at: str, rng: random.Random) -> Any:
         int(datetime.fromisoformat(created_at).timestamp()),  # epoch seconds instead of text
     ]
     return choices[rng.randrange(len(choices))]
+
+
+def rewrite_events(source: Path, target: Path, rewrite: Callable[[Event], Event]) -> None:
+    """Write a gzipped sample file again with each JSON object passed through `rewrite`.
+
+    Malformed lines and lines that are not objects are copied unchanged, so the new file keeps
+    the sample's intended defects.
+    """
+    with gzip.open(source, "rt", encoding="utf-8") as lines, gzip.open(target, "wt", encoding="utf-8", compresslevel=1) as out:
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                out.write(line)
+                continue
+            if isinstance(event, dict):
+                out.write(json.dumps(rewrite(event), separators=(",", ":")) + "\n")
+            else:
+                out.write(line)

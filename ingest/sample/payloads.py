@@ -1,8 +1,11 @@
-"""Builders of the usage payloads of OpenAI, Anthropic and Gemini, from canonical token counts."""
+"""Builders of the usage payloads of OpenAI, Anthropic and Gemini, from canonical token counts, and back."""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
+
+from ingest.events import TOKEN_FIELDS
+from ingest.usage import UsageDerivationError, derive_token_counts
 
 Event = dict[str, Any]
 """A JSON object: an event, a usage payload or a part of one."""
@@ -109,3 +112,23 @@ def _modality_counts(text_tokens: int, image_tokens: int) -> list[Event]:
     if image_tokens:
         counts.append({"modality": "IMAGE", "tokenCount": image_tokens})
     return counts
+
+
+def with_token_fields(event: Event) -> Event:
+    """Return an event with its provider `usage` payload replaced by the token counts ingest derives.
+
+    An event without a payload, or with one that ingest cannot read, comes back unchanged, so
+    ingest quarantines it as it would the original.
+    """
+    usage = event.get("usage")
+    if not isinstance(usage, dict):
+        return event
+    try:
+        counts = derive_token_counts(str(event.get("provider", "")), usage, event.get("model"))
+    except UsageDerivationError:
+        return event
+    rewritten = {key: value for key, value in event.items() if key != "usage"}
+    rewritten.update({name: getattr(counts, name) for name in TOKEN_FIELDS})
+    if counts.details:
+        rewritten["usage_details"] = dict(counts.details)
+    return rewritten

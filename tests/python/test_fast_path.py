@@ -20,10 +20,10 @@ import pytest
 from conftest import PROJECT_DIR, query, run_cli, shared_file, write_jsonl
 from ingest.catalog import ModelResolver, load_deployments
 from ingest.config import Settings
-from ingest.events import TOKEN_FIELDS
 from ingest.jsonl_fast_path import JsonLinesParser, read_line_chunks
 from ingest.loader import _batch_info, ingest_file
-from ingest.usage import UsageDerivationError, derive_token_counts
+from ingest.sample.output import rewrite_events
+from ingest.sample.payloads import with_token_fields
 from ingest.warehouse import open_warehouse
 from ingest.warehouse.base import USAGE_EVENT_SCHEMA
 
@@ -253,22 +253,6 @@ def _certified_labels(path: Path) -> dict[int, bool]:
     return certified
 
 
-def _with_token_fields(event: dict[str, Any]) -> dict[str, Any]:
-    """Replace a provider usage payload with the canonical token counts ingest derives from it."""
-    usage = event.get("usage")
-    if not isinstance(usage, dict):
-        return event
-    try:
-        counts = derive_token_counts(str(event.get("provider", "")), usage, event.get("model"))
-    except UsageDerivationError:
-        return event
-    rewritten = {key: value for key, value in event.items() if key != "usage"}
-    rewritten.update({name: getattr(counts, name) for name in TOKEN_FIELDS})
-    if counts.details:
-        rewritten["usage_details"] = dict(counts.details)
-    return rewritten
-
-
 @pytest.fixture(scope="module")
 def sample_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 20,000-line sample workload: token fields, usage payloads and the sample's malformed lines."""
@@ -283,15 +267,7 @@ def sample_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def token_fields_file(sample_file: Path) -> Path:
     """The sample with every valid usage payload rewritten as token fields, as bench/run.py does."""
     path = sample_file.with_name("token_fields.jsonl.gz")
-    with gzip.open(sample_file, "rt", encoding="utf-8") as lines, gzip.open(path, "wt", encoding="utf-8") as out:
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                out.write(line)
-                continue
-            out.write(json.dumps(_with_token_fields(event), separators=(",", ":")) + "\n" if isinstance(event, dict)
-                      else line)
+    rewrite_events(sample_file, path, with_token_fields)
     return path
 
 
