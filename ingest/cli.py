@@ -657,8 +657,8 @@ def _build(settings: Settings, *, full_refresh: bool, selection: str | None) -> 
     if selection:
         arguments += ["--select", selection]
     if skipped_seeds:
-        # Cautious: leave out only the tests of the skipped seeds alone; a test that also reads
-        # a model (an expected record missing from the marts, say) still runs.
+        # Cautious selection leaves out only the tests that read nothing but skipped seeds. A
+        # test that also reads a model (an expected record missing from the marts) still runs.
         arguments += ["--exclude", *skipped_seeds, "--indirect-selection", "cautious"]
         click.echo(f"seeds unchanged since the last build, not loaded again: {', '.join(skipped_seeds)}")
     try:

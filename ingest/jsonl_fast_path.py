@@ -229,7 +229,7 @@ class JsonLinesParser:
         return [text for (text,) in self._connection.execute(f"select distinct {column} from chunk_rows").fetchall()]
 
     def _key_sets(self) -> pa.Table:
-        """Return the key lists (joined by quotes) whose keys are known fields, each at most once."""
+        """Return the chunk's key lists (joined by quotes) that name only known fields, none twice."""
         certified = []
         for text in self._distinct("keys_text"):
             keys = text.split('"') if text else []
@@ -317,7 +317,7 @@ class JsonLinesParser:
         return pa.Table.from_pylist(rows, schema=pa.schema([("json", pa.string()), ("stored", pa.string())]))
 
 
-# What `_loads` returns for JSON nested too deep for Python's parser, whose line goes to Python.
+# Marker that `_loads` returns for JSON nested too deep for Python's parser. The line goes to Python.
 _TOO_DEEP = object()
 
 

@@ -254,7 +254,7 @@ def _suite_frame(events: pa.Table, suite: gx.ExpectationSuite) -> pd.DataFrame:
     """Convert only the columns the suite reads, so a chunk's JSON payloads never reach pandas.
 
     Great Expectations compares whole columns at once only for float, integer and nanosecond
-    datetime columns; any other type is compared value by value in Python, which cost more than
+    datetime columns. It compares any other type value by value in Python, which cost more than
     parsing the chunk. So counts and amounts become float64 and times datetime64[ns] here. The
     comparisons stay exact where it matters: every valid count is below 10^15, far inside the
     integers that float64 holds exactly, and a float keeps the sign of the amount it comes from.
