@@ -26,3 +26,25 @@
         "web_searches",
     ]) }}
 {%- endmacro %}
+
+{#
+    Each priced genai-prices usage key with the SQL that counts it on one event of
+    int_usage_events_in_scope. The canonical token columns keep their own names (cached input is
+    genai-prices' cache_read_tokens, reasoning its output_reasoning_tokens), the detail keys come
+    from usage_details, and a price per request counts each event once. A null count means the
+    event does not say; pricing treats it as 0.
+#}
+{% macro usage_key_quantities(relation) -%}
+    {% set quantities = {
+        "input_tokens": relation ~ ".input_tokens",
+        "cache_read_tokens": relation ~ ".cached_input_tokens",
+        "cache_write_tokens": relation ~ ".cache_write_tokens",
+        "output_tokens": relation ~ ".output_tokens",
+        "output_reasoning_tokens": relation ~ ".reasoning_tokens",
+        "requests": "1",
+    } %}
+    {% for usage_key in priced_usage_detail_keys() %}
+        {% do quantities.update({usage_key: json_bigint(relation ~ ".usage_details", usage_key)}) %}
+    {% endfor %}
+    {{ return(quantities) }}
+{%- endmacro %}

@@ -19,8 +19,10 @@ CANONICAL_USAGE_KEYS = {
 
 
 def test_detail_keys_cover_priced_keys() -> None:
-    macro = (PROJECT_DIR / "macros" / "usage_keys.sql").read_text()
-    listed = set(re.findall(r'"([a-z0-9_]+)"', macro))
+    macros = (PROJECT_DIR / "macros" / "usage_keys.sql").read_text()
+    detail_keys_macro = re.search(r"macro priced_usage_detail_keys\(\).*?endmacro", macros, re.DOTALL)
+    assert detail_keys_macro, "no priced_usage_detail_keys macro in macros/usage_keys.sql"
+    listed = set(re.findall(r'"([a-z0-9_]+)"', detail_keys_macro.group()))
     with (PROJECT_DIR / "seeds" / "genai_prices" / "genai_token_prices.csv").open(newline="") as handle:
         priced = {row["usage_key"] for row in csv.DictReader(handle)}
 

@@ -7,10 +7,13 @@
     A key's leaf quantity follows genai-prices: its usage minus the usage of the more specific
     keys that the same price lists (cached input is taken out of input, and so on).
 
-    NOTE: candidate_lines holds every price line of each event's model before the window
-    functions pick one, so a full refresh needs memory in proportion to events times lines. At
-    10,000,000 events DuckDB ran out of its 18.8 GiB limit here on a 24 GiB machine.
+    Memory: each step joins the events with a relation no larger than the price catalog, and
+    only requests above a long-context threshold are grouped, so the events stream through the
+    joins. Window functions over every event's candidate lines ran out of memory at 10,000,000
+    events on DuckDB.
 #}
+
+{%- set quantities = usage_key_quantities('applied_lines') %}
 
 with
 
@@ -35,20 +38,87 @@ leaf_terms as (
 
 ),
 
-quantities as (
+price_versions as (
 
-    select * from {{ ref('int_usage_quantities_unpivoted') }}
+    -- The columns that the lines of one price version share.
+    select distinct
+        price_version_id,
+        price_provider_id,
+        catalog_model_id,
+        service_tier,
+        effective_from,
+        effective_to,
+        day_second_from,
+        day_second_to
+    from token_prices
 
 ),
 
-candidate_lines as (
+events_with_versions as (
 
+    -- genai-prices applies tier variants only to a provider's own models, not to models it
+    -- borrows from another provider's list (Azure from OpenAI, say). An event with no version
+    -- in force keeps a null version and gets no lines.
     select
         events.event_id,
-        events.service_tier as requested_service_tier,
-        events.input_tokens as request_input_tokens,
+        events.input_tokens,
+        events.cached_input_tokens,
+        events.cache_write_tokens,
+        events.output_tokens,
+        events.reasoning_tokens,
+        events.usage_details,
+        coalesce(
+            tier_versions.price_version_id, standard_versions.price_version_id
+        ) as price_version_id
+    from events
+    left join price_versions as tier_versions
+        on
+            events.price_provider_id = tier_versions.price_provider_id
+            and events.catalog_model_id = tier_versions.catalog_model_id
+            and events.service_tier = tier_versions.service_tier
+            and events.service_tier != 'standard'
+            and events.catalog_provider_id = events.price_provider_id
+            and events.created_at >= tier_versions.effective_from
+            and events.created_at < tier_versions.effective_to
+            and {{ seconds_since_midnight('events.created_at') }} >= tier_versions.day_second_from
+            and {{ seconds_since_midnight('events.created_at') }} < tier_versions.day_second_to
+    left join price_versions as standard_versions
+        on
+            events.price_provider_id = standard_versions.price_provider_id
+            and events.catalog_model_id = standard_versions.catalog_model_id
+            and standard_versions.service_tier = 'standard'
+            and events.created_at >= standard_versions.effective_from
+            and events.created_at < standard_versions.effective_to
+            and {{ seconds_since_midnight('events.created_at') }} >= standard_versions.day_second_from
+            and {{ seconds_since_midnight('events.created_at') }} < standard_versions.day_second_to
+
+),
+
+applied_tiers as (
+
+    -- Only requests above a threshold have a row here: for each of their keys, the highest
+    -- threshold that their input tokens exceed.
+    select
+        events_with_versions.event_id,
+        token_prices.usage_key,
+        max(token_prices.above_input_tokens) as above_input_tokens
+    from events_with_versions
+    inner join token_prices
+        on
+            events_with_versions.price_version_id = token_prices.price_version_id
+            and events_with_versions.input_tokens > token_prices.above_input_tokens
+    group by
+        events_with_versions.event_id,
+        token_prices.usage_key
+
+),
+
+applied_lines as (
+
+    -- A key's base line (no threshold) applies when no tier does, else the applied tier's line.
+    select
+        events_with_versions.*,
         token_prices.price_line_id,
-        token_prices.price_version_id,
         token_prices.service_tier as price_service_tier,
         token_prices.usage_key,
         token_prices.price_key,
@@ -56,67 +126,41 @@ candidate_lines as (
         token_prices.above_input_tokens,
         token_prices.unit_price,
         token_prices.price_key_set
-    from events
+    from events_with_versions
     inner join token_prices
+        on events_with_versions.price_version_id = token_prices.price_version_id
+    left join applied_tiers
         on
-            events.price_provider_id = token_prices.price_provider_id
-            and events.catalog_model_id = token_prices.catalog_model_id
-            and events.created_at >= token_prices.effective_from
-            and events.created_at < token_prices.effective_to
-            and {{ seconds_since_midnight('events.created_at') }} >= token_prices.day_second_from
-            and {{ seconds_since_midnight('events.created_at') }} < token_prices.day_second_to
-            -- genai-prices applies tier variants only to a provider's own models, not to
-            -- models it borrows from another provider's list (Azure from OpenAI, say).
-            and (
-                token_prices.service_tier = 'standard'
-                or (
-                    events.service_tier = token_prices.service_tier
-                    and events.catalog_provider_id = events.price_provider_id
-                )
-            )
-
-),
-
-versions_ranked as (
-
-    select
-        *,
-        dense_rank() over (
-            partition by event_id
-            order by case when price_service_tier = requested_service_tier then 0 else 1 end
-        ) as version_rank
-    from candidate_lines
-
-),
-
-tiers_ranked as (
-
-    select
-        *,
-        row_number() over (
-            partition by event_id, usage_key
-            order by coalesce(above_input_tokens, -1) desc
-        ) as tier_rank
-    from versions_ranked
+            events_with_versions.event_id = applied_tiers.event_id
+            and token_prices.usage_key = applied_tiers.usage_key
     where
-        version_rank = 1
-        and (above_input_tokens is null or request_input_tokens > above_input_tokens)
+        coalesce(token_prices.above_input_tokens, -1)
+        = coalesce(applied_tiers.above_input_tokens, -1)
 
 ),
 
-applied_lines as (
+leaf_coefficients as (
 
-    select * from tiers_ranked
-    where tier_rank = 1
+    -- One row per price key set and key, with one coefficient column per counted key, so a
+    -- line's leaf quantity is a sum over its event's own columns.
+    select
+        {%- for counted_usage_key in quantities %}
+            sum(
+                case when counted_usage_key = '{{ counted_usage_key }}' then coefficient else 0 end
+            ) as {{ counted_usage_key }}_coefficient,
+        {%- endfor %}
+        price_key_set,
+        usage_key
+    from leaf_terms
+    group by
+        price_key_set,
+        usage_key
 
 ),
 
 lines_with_leaf_quantities as (
 
-    -- One group per applied line, whose key (event_id, usage_key) is unique, so the other columns
-    -- only ride along. Joining a grouped CTE back to applied_lines instead led PostgreSQL 15 into
-    -- a nested loop that grouped again for every line, because it cannot estimate how many rows
-    -- window filters keep. That took 36 s instead of under 1 s on the tests' 3,000-event sample.
+    -- A count the event does not report counts as 0.
     select
         applied_lines.event_id,
         applied_lines.price_line_id,
@@ -127,26 +171,15 @@ lines_with_leaf_quantities as (
         applied_lines.above_input_tokens,
         applied_lines.unit_price,
         applied_lines.per_units,
-        sum(leaf_terms.coefficient * coalesce(quantities.quantity, 0)) as leaf_quantity
+        {%- for counted_usage_key, quantity in quantities.items() %}
+            leaf_coefficients.{{ counted_usage_key }}_coefficient
+            * coalesce({{ quantity }}, 0){{ " +" if not loop.last }}
+        {%- endfor %} as leaf_quantity
     from applied_lines
-    inner join leaf_terms
+    inner join leaf_coefficients
         on
-            applied_lines.price_key_set = leaf_terms.price_key_set
-            and applied_lines.usage_key = leaf_terms.usage_key
-    left join quantities
-        on
-            applied_lines.event_id = quantities.event_id
-            and leaf_terms.counted_usage_key = quantities.usage_key
-    group by
-        applied_lines.event_id,
-        applied_lines.price_line_id,
-        applied_lines.price_version_id,
-        applied_lines.price_service_tier,
-        applied_lines.usage_key,
-        applied_lines.price_key,
-        applied_lines.above_input_tokens,
-        applied_lines.unit_price,
-        applied_lines.per_units
+            applied_lines.price_key_set = leaf_coefficients.price_key_set
+            and applied_lines.usage_key = leaf_coefficients.usage_key
 
 ),
 
