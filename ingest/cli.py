@@ -498,8 +498,10 @@ def export_command(settings: Settings, organization_id: str, out: Path | None) -
 @click.option("--days", default=SAMPLE_DAYS, show_default=True, type=click.IntRange(1, MAX_SAMPLE_DAYS),
               help="Number of days the sample spans.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed of the sample.")
+@click.option("--dashboard/--no-dashboard", default=True, show_default=True,
+              help="Build the dashboard after the summary (needs Node.js).")
 @click.pass_obj
-def run(settings: Settings, events: int, days: int, seed: int) -> None:
+def run(settings: Settings, events: int, days: int, seed: int, dashboard: bool) -> None:
     """Run the main job: write the sample, ingest it, build, print a summary, build the dashboard."""
     from ingest.report import NodeNotFoundError, check_node
 
@@ -508,6 +510,8 @@ def run(settings: Settings, events: int, days: int, seed: int) -> None:
     _ingest(settings, [path])
     _build(settings, full_refresh=False, selection=None)
     _summarize(settings)
+    if not dashboard:
+        return
     try:
         check_node()
     except NodeNotFoundError as error:

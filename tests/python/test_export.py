@@ -56,18 +56,22 @@ def _built(target: str, folder: Path) -> Iterator[WarehouseUnderTest]:
         yield warehouse
 
 
-@pytest.fixture(scope="module", params=TARGETS)
-def built_warehouse(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WarehouseUnderTest]:
-    """The events above, ingested and built once per target for this module."""
-    yield from _built(request.param, tmp_path_factory.mktemp(f"export-{request.param}"))
+@pytest.fixture(scope="module")
+def duckdb_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseUnderTest]:
+    """The events above on DuckDB, also alone for the cases that behave the same on both targets."""
+    yield from _built("duckdb", tmp_path_factory.mktemp("export-duckdb"))
 
 
 @pytest.fixture(scope="module")
-def duckdb_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseUnderTest]:
-    """The events above on DuckDB, for the cases that behave the same on both targets."""
-    yield from _built("duckdb", tmp_path_factory.mktemp("export-duckdb-only"))
+def postgres_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseUnderTest]:
+    """The events above on PostgreSQL."""
+    yield from _built("postgres", tmp_path_factory.mktemp("export-postgres"))
+
+
+@pytest.fixture(params=TARGETS)
+def built_warehouse(request: pytest.FixtureRequest) -> WarehouseUnderTest:
+    """The events above on each target, ingested and built once per module."""
+    return request.getfixturevalue(f"{request.param}_warehouse")
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

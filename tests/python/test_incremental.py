@@ -165,8 +165,10 @@ def test_unchanged_seeds_are_not_loaded_again(target: str, tmp_path: Path) -> No
         third = warehouse.run("build")
         third_nodes = _run_results(warehouse)
 
-        full = warehouse.run("build", "--full-refresh")
-        full_nodes = _run_results(warehouse)
+        if target == "duckdb":
+            # Which seeds a full refresh loads is decided before dbt runs, the same on both targets.
+            full = warehouse.run("build", "--full-refresh")
+            full_nodes = _run_results(warehouse)
 
     seeds = {node for node in first_nodes if node.startswith("seed.")}
     assert len(seeds) == 7
@@ -180,5 +182,6 @@ def test_unchanged_seeds_are_not_loaded_again(target: str, tmp_path: Path) -> No
     # A seed whose table is gone loads again, whatever its recorded fingerprint.
     assert seeds & third_nodes == {"seed.usage_warehouse.price_rules"}
     assert "price_rules" not in third.output.split("not loaded again: ")[1].splitlines()[0]
-    assert seeds <= full_nodes
-    assert "not loaded again" not in full.output
+    if target == "duckdb":
+        assert seeds <= full_nodes
+        assert "not loaded again" not in full.output
