@@ -22,8 +22,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/usage-warehouse run
 
+# Two workers keep both cores busy: most tests wait on one dbt or ingest process at a time.
+# --dist loadfile keeps each test file on one worker, so a module's built warehouse is built once.
+# TEST_WORKERS=0 runs the tests in this process, one after another.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 	$(MAKE) lint
 
 # sqlfluff's dbt templater compiles the project, which opens a DuckDB file: give it its own.
