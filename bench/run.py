@@ -47,6 +47,8 @@ RESULTS = PROJECT / "bench" / "results.md"
 END_DAY = "2026-11-30"
 NEW_EVENTS_END_DAY = "2026-12-01"
 QUERY_REPEATS = 3
+# The local Spark of the spark target's builds: both cores of the benchmark machine.
+SPARK_MASTER = "local[2]"
 
 # Goals that the figures are compared with.
 MIN_INGEST_TO_BULK_RATIO = 0.5
@@ -372,6 +374,20 @@ def measure_builds(warehouse_args: list[str], new_events: Path, env: dict[str, s
     return {"full_seconds": full_seconds, "incremental_seconds": incremental_seconds}
 
 
+def measure_spark_builds(history: Path, new_events: Path, spark_dir: Path) -> dict[str, float]:
+    """Time the builds on a local Spark catalog in SPARK_DIR, as `measure_builds` does elsewhere.
+
+    The history lands in the spark target's landing file through the duckdb target and is
+    backdated there. The full refresh's first step then publishes all of it to Spark, so the full
+    refresh figure includes that publication: a Java VM start and a copy of every day.
+    """
+    landing = spark_dir / "landing.duckdb"
+    run_cli(["--duckdb", str(landing), "ingest", str(history)])
+    backdate_duckdb_history(landing)
+    env = {**os.environ, "USAGE_WAREHOUSE_SPARK_DIR": str(spark_dir), "USAGE_WAREHOUSE_SPARK_MASTER": SPARK_MASTER}
+    return measure_builds(["--target", "spark"], new_events, env)
+
+
 def measure_queries(warehouse: Path) -> list[dict[str, Any]]:
     """Time each dashboard query on the daily mart, the event mart and the raw events, and compare the results."""
     results = []
@@ -582,6 +598,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(default: a tenth of --events).")
     parser.add_argument("--skip-postgres-build", action="store_true",
                         help="Measure the full and incremental build on DuckDB only.")
+    parser.add_argument("--spark-build", action="store_true",
+                        help=f"Also measure the builds on a local Spark ({SPARK_MASTER}); slow, so off by default.")
     parser.add_argument("--steps", default=",".join(STEPS),
                         help="Comma-separated steps to run, of %s (default: all). Without ingest, the "
                              "token-fields file is still landed in DuckDB for the other steps." % ", ".join(STEPS))
@@ -654,6 +672,10 @@ def main(argv: list[str] | None = None) -> None:
                     figures["builds"]["PostgreSQL"] = measure_builds(["--target", "postgres"], new_events, env)
                 finally:
                     drop_database(database)
+            if args.spark_build:
+                figures["builds"][f"Spark ({SPARK_MASTER})"] = measure_spark_builds(
+                    tokens_file, new_events, scratch / "spark"
+                )
 
         if "queries" in args.steps:
             print("dashboard queries", flush=True)

@@ -1,3 +1,9 @@
 """Ingest and command line for usage-warehouse: land AI usage events, price them with dbt, report."""
 
+import warnings
+
 __version__ = "0.1.0"
+
+# pyspark (the spark target) warns on import that it does not fully support pandas 3, which
+# Great Expectations brings; no code here hands pandas data to Spark.
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)

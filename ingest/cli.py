@@ -66,7 +66,7 @@ def _add_warehouse_options(command: click.Command) -> None:
     if "--target" not in flags:
         command.params.append(click.Option(
             ["--target", "target_override"],
-            help="Warehouse to use: duckdb or postgres. Overrides --target before the command and "
+            help="Warehouse to use: duckdb, postgres or spark. Overrides --target before the command and "
                  "USAGE_WAREHOUSE_TARGET.",
         ))
     if "--duckdb" not in flags:
@@ -106,8 +106,9 @@ def _command_settings(context: click.Context, target: str | None, duckdb_path: s
 @click.group(cls=_WarehouseGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--target", envvar="USAGE_WAREHOUSE_TARGET",
-    help="Warehouse to use: duckdb (default) or postgres (connection: USAGE_WAREHOUSE_PG_DSN or the PG* "
-         "variables). Every command also takes it after its name.",
+    help="Warehouse to use: duckdb (default), postgres (connection: USAGE_WAREHOUSE_PG_DSN or the PG* "
+         "variables) or spark (a local Spark in USAGE_WAREHOUSE_SPARK_DIR [default: warehouse/spark]). Every "
+         "command also takes it after its name.",
 )
 @click.option(
     "--duckdb", "duckdb_path", envvar="USAGE_WAREHOUSE_DUCKDB",
@@ -512,6 +513,9 @@ def run(settings: Settings, events: int, days: int, seed: int, dashboard: bool) 
     _summarize(settings)
     if not dashboard:
         return
+    if settings.target == "spark":
+        click.echo("\nskipped the dashboard: it reads the duckdb and postgres targets, not spark")
+        return
     try:
         check_node()
     except NodeNotFoundError as error:
@@ -771,4 +775,11 @@ def _shorten(text: str, width: int = 160) -> str:
 
 def main() -> None:
     """Run the command line."""
-    cli()
+    from ingest.spark_publish import PublishError
+
+    try:
+        cli()
+    except PublishError as error:
+        # Raised when a spark target warehouse closes, after the command's own work is done.
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)

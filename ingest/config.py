@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-TARGETS = ("duckdb", "postgres")
+TARGETS = ("duckdb", "postgres", "spark")
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_DUCKDB_PATH = Path("warehouse") / "usage.duckdb"
+DEFAULT_SPARK_DIR = Path("warehouse") / "spark"
 DEFAULT_READER_ROLE = "usage_warehouse_reader"
 # An unquoted PostgreSQL role name: dbt's grants write the reader role into SQL as it is.
 ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -30,6 +32,8 @@ class Settings:
     postgres_dsn: str | None = None
     # PostgreSQL group role whose members read the marts through row-level security.
     reader_role: str = DEFAULT_READER_ROLE
+    # Folder of the spark target: Spark's tables, its Derby metastore and the landing file.
+    spark_dir: Path = PROJECT_DIR / DEFAULT_SPARK_DIR
 
     @property
     def deployments_seed(self) -> Path:
@@ -42,6 +46,8 @@ class Settings:
             # One folder per database, so builds of two databases can run at the same time.
             database = self.dbt_environment().get("PGDATABASE") or os.environ.get("PGDATABASE") or "default"
             return self.project_dir / "target" / f"postgres-{database}"
+        if self.target == "spark":
+            return self.spark_dir / "dbt_target"
         # Each DuckDB file gets its own folder beside it, so builds of two warehouses do not
         # overwrite each other's compiled SQL and results.
         return self.duckdb_path.with_name(f"{self.duckdb_path.name}.dbt_target")
@@ -61,7 +67,16 @@ class Settings:
         }
         if self.target == "postgres" and self.postgres_dsn:
             environment.update(libpq_environment(self.postgres_dsn))
+        if self.target == "spark":
+            environment["USAGE_WAREHOUSE_SPARK_DIR"] = str(self.spark_dir)
+            # The local Spark binds the loopback address instead of looking up the host's.
+            environment["SPARK_LOCAL_IP"] = os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
         return environment
+
+    @property
+    def spark_landing_path(self) -> Path:
+        """The DuckDB file where the spark target lands batches before it publishes them to Spark."""
+        return self.spark_dir / "landing.duckdb"
 
 
 def libpq_environment(dsn: str) -> dict[str, str]:
@@ -104,7 +119,14 @@ def load_settings(target: str | None = None, duckdb_path: str | None = None) -> 
             f"USAGE_WAREHOUSE_READER_ROLE {reader_role!r} is not a plain role name; use lowercase letters,"
             " digits and underscores, starting with a letter or underscore"
         )
+    if chosen_target == "spark" and importlib.util.find_spec("pyspark") is None:
+        raise ConfigError(
+            "the spark target needs pyspark and dbt-spark, which are not installed; install them with "
+            "`.venv/bin/pip install -e '.[spark]'` (Java 17 is needed too)"
+        )
+    spark_text = os.environ.get("USAGE_WAREHOUSE_SPARK_DIR")
+    spark_dir = Path(spark_text).resolve() if spark_text else project_dir / DEFAULT_SPARK_DIR
     return Settings(
         target=chosen_target, duckdb_path=path, project_dir=project_dir, postgres_dsn=postgres_dsn,
-        reader_role=reader_role,
+        reader_role=reader_role, spark_dir=spark_dir,
     )

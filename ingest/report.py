@@ -35,8 +35,10 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from ingest.config import PROJECT_DIR, TARGETS
+from ingest.config import PROJECT_DIR
 
+# Evidence's connectors: the dashboard does not read the spark target.
+REPORT_TARGETS = ("duckdb", "postgres")
 logger = logging.getLogger(__name__)
 
 REPORTS_DIR = PROJECT_DIR / "reports"
@@ -210,8 +212,11 @@ def _extract_data(
     reports_dir: Path,
 ) -> Path:
     """Validate the inputs, lay out a fresh work folder and run the source queries in it; return the folder."""
-    if target not in TARGETS:
-        raise ReportError(f"target {target!r} is not supported; use one of: {', '.join(TARGETS)}")
+    if target not in REPORT_TARGETS:
+        raise ReportError(
+            f"the dashboard reads the duckdb or postgres target, not {target!r}; on a Spark cluster, point a BI "
+            "tool at the marts, or copy an organization's rows out with `usage-warehouse export --org ORG`"
+        )
     organization_literal(organization_id)  # reject an unusable id before anything runs
     if target == "duckdb" and (duckdb_path is None or not duckdb_path.is_file()):
         raise ReportError(

@@ -25,10 +25,7 @@ def print_summary(settings: Settings) -> None:
     """
     connection = _connect(settings)
     try:
-        _, marts = connection.execute(
-            "select count(*) from information_schema.tables where table_schema = 'marts' and table_name = 'fct_usage_events'"
-        )
-        if marts[0][0] == 0:
+        if not connection.has_table("marts", "fct_usage_events"):
             raise SummaryError(
                 f"{connection.location} has no marts, or none that this role may read; "
                 "run `usage-warehouse build` first"
@@ -44,7 +41,7 @@ def print_summary(settings: Settings) -> None:
     click.echo(f"\n{location}")
     command = Path(sys.argv[0]).absolute()
     # The printed command must reach the same warehouse when USAGE_WAREHOUSE_TARGET is not set.
-    target = " --target postgres" if settings.target == "postgres" else ""
+    target = f" --target {settings.target}" if settings.target != "duckdb" else ""
     click.echo(f'Try:\n  {command} query{target} "{TRY_QUERY}"')
 
 

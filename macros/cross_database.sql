@@ -16,6 +16,10 @@
     json_extract_string({{ column }}, '$.{{ key }}')
 {%- endmacro %}
 
+{% macro spark__json_text(column, key) -%}
+    get_json_object({{ column }}, '$.{{ key }}')
+{%- endmacro %}
+
 {# Read a top-level key of a JSON object stored as text, as a whole number (null when absent). #}
 {% macro json_bigint(column, key) -%}
     cast({{ json_text(column, key) }} as bigint)

@@ -11,6 +11,8 @@
     bypasses the policy, so nobody should read with it.
 
     DuckDB has no roles: the embedded warehouse is single-tenant and these macros do nothing there.
+    On Spark they do nothing either: a cluster scopes organizations with its own catalog's row
+    filters and grants, which this project does not manage.
 #}
 
 {#
@@ -200,4 +202,11 @@
 
 {# DuckDB has no roles or grants; without this, dbt-duckdb warns about the marts' grants config. #}
 {% macro duckdb__apply_grants(relation, grant_config, should_revoke=True) -%}
+{%- endmacro %}
+
+{#
+    dbt-spark applies grants after reading them with SHOW GRANTS, which Spark SQL (4.3) does not
+    have, so the marts' grants config is not applied on Spark.
+#}
+{% macro spark__apply_grants(relation, grant_config, should_revoke=True) -%}
 {%- endmacro %}

@@ -16,8 +16,12 @@ def open_warehouse(settings: Settings) -> Warehouse:
         from ingest.warehouse.postgres import PostgresWarehouse
 
         warehouse = PostgresWarehouse(settings.postgres_dsn)
+    elif settings.target == "spark":
+        from ingest.warehouse.spark import SparkWarehouse
+
+        warehouse = SparkWarehouse(settings)
     else:
-        raise ValueError(f"unsupported target {settings.target!r}; use duckdb or postgres")
+        raise ValueError(f"unsupported target {settings.target!r}; use duckdb, postgres or spark")
     warehouse.apply_migrations()
     warehouse.remove_unfinished_batches()
     return warehouse

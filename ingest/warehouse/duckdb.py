@@ -47,7 +47,7 @@ class DuckDBBatchWriter(BatchWriter):
     def append_events(self, events: pa.Table) -> None:
         if events.num_rows == 0:
             return
-        with _registered(self._connection, "incoming_events", events), _transaction(self._connection):
+        with _registered(self._connection, "incoming_events", events), transaction(self._connection):
             # The first line of an event id wins. An id landed before, by an earlier batch or an
             # earlier chunk of this one, makes the row a duplicate.
             row = self._connection.execute(
@@ -65,7 +65,7 @@ class DuckDBBatchWriter(BatchWriter):
     def append_quarantined(self, rows: pa.Table) -> set[str]:
         if rows.num_rows == 0:
             return set()
-        with _registered(self._connection, "incoming_quarantine", rows), _transaction(self._connection):
+        with _registered(self._connection, "incoming_quarantine", rows), transaction(self._connection):
             # A row whose text is already quarantined and open from an earlier batch (a file sent
             # again, or the app table's overlap read twice) is a duplicate, not a second entry.
             inserted = self._connection.execute(
@@ -89,7 +89,7 @@ class DuckDBBatchWriter(BatchWriter):
     def mark_replayed(self, quarantine_ids: list[str]) -> None:
         if not quarantine_ids:
             return
-        with _transaction(self._connection):
+        with transaction(self._connection):
             self._connection.execute(
                 "update raw.quarantined_rows set replayed_at = ?, replay_batch_id = ? "
                 "where list_contains(?::varchar[], quarantine_id)",
@@ -105,7 +105,7 @@ class DuckDBBatchWriter(BatchWriter):
             rows_duplicate=self._received - self._loaded,
             rows_quarantined=self._quarantined + rows_kept_in_quarantine,
         )
-        with _transaction(self._connection):
+        with transaction(self._connection):
             self._connection.execute(
                 """
                 update raw.ingest_batches
@@ -152,7 +152,7 @@ class DuckDBWarehouse(Warehouse):
         applied = dict(self._connection.execute("select version, checksum from main.schema_migrations").fetchall())
         names = []
         for migration in pending_migrations("duckdb", applied):
-            with _transaction(self._connection):
+            with transaction(self._connection):
                 self._connection.execute(migration.sql)
                 self._connection.execute(
                     "insert into main.schema_migrations values (?, ?, ?)",
@@ -170,7 +170,7 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def batch(self, info: BatchInfo) -> Iterator[DuckDBBatchWriter]:
-        with _transaction(self._connection):
+        with transaction(self._connection):
             self._connection.execute(
                 """
                 insert into raw.ingest_batches (
@@ -205,7 +205,7 @@ class DuckDBWarehouse(Warehouse):
         for batch_id in batch_ids:
             logger.warning("removing the rows of batch %s, which never finished loading", batch_id)
             self._remove_batch(batch_id, "abandoned")
-        with _transaction(self._connection):
+        with transaction(self._connection):
             # Rows of a batch that failed while its cleanup could not run would otherwise make
             # later rows with the same event ids count as duplicates.
             for table in ("usage_events", "quarantined_rows"):
@@ -216,7 +216,7 @@ class DuckDBWarehouse(Warehouse):
         return batch_ids
 
     def _remove_batch(self, batch_id: str, status: str) -> None:
-        with _transaction(self._connection):
+        with transaction(self._connection):
             self._connection.execute("delete from raw.usage_events where batch_id = ?", [batch_id])
             self._connection.execute("delete from raw.quarantined_rows where batch_id = ?", [batch_id])
             self._connection.execute(
@@ -241,7 +241,7 @@ class DuckDBWarehouse(Warehouse):
             yield QuarantinedRow(*row)
 
     def dismiss_quarantined(self, note: str, reason: str | None = None, batch_id: str | None = None) -> int:
-        with _transaction(self._connection):
+        with transaction(self._connection):
             row = self._connection.execute(
                 """
                 update raw.quarantined_rows
@@ -261,7 +261,7 @@ class DuckDBWarehouse(Warehouse):
         return (row[0], str(row[1])) if row else None
 
     def write_watermark(self, source_name: str, created_at: datetime, row_id: str) -> None:
-        with _transaction(self._connection):
+        with transaction(self._connection):
             self._connection.execute(
                 "insert or replace into raw.source_watermarks values (?, ?, ?, ?)",
                 [source_name, created_at, row_id, _utc_now()],
@@ -281,7 +281,7 @@ class DuckDBWarehouse(Warehouse):
 
     def record_seed_loads(self, fingerprints: dict[str, str]) -> None:
         now = _utc_now()
-        with _transaction(self._connection):
+        with transaction(self._connection):
             for name, fingerprint in sorted(fingerprints.items()):
                 self._connection.execute(
                     "insert or replace into raw.seed_loads values (?, ?, ?)", [name, fingerprint, now]
@@ -300,7 +300,8 @@ class WarehouseOpenError(RuntimeError):
 
 
 @contextmanager
-def _transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
+def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run the block in one DuckDB transaction: commit when it ends, roll back when it raises."""
     connection.execute("begin transaction")
     try:
         yield

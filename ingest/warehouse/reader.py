@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -81,6 +82,15 @@ class ReadOnlyConnection(ABC):
     def snapshot(self) -> Iterator[None]:
         """Read every query inside the block from one snapshot of the warehouse."""
         yield
+
+    def has_table(self, schema: str, name: str) -> bool:
+        """Return whether the relation exists and this session may see it."""
+        _, rows = self.execute(
+            f"select count(*) from information_schema.tables where table_schema = {self.placeholder} "
+            f"and table_name = {self.placeholder}",
+            [schema, name],
+        )
+        return bool(rows[0][0])
 
     @abstractmethod
     def close(self) -> None:
@@ -267,10 +277,87 @@ class PostgresReadOnlyConnection(ReadOnlyConnection):
         )
 
 
+class SparkReadOnlyConnection(ReadOnlyConnection):
+    """A local Spark session on the spark target's catalog, started in this process.
+
+    NOTE: Spark's Derby metastore admits one process, so nothing else (a dbt build) can open the
+    catalog until this process exits. Spark has no read-only session: only this class's callers,
+    which send reading queries, keep it from writing. `record_batches` collects the whole result
+    in this process before it yields the first batch.
+    """
+
+    placeholder = "?"
+
+    def __init__(self, spark_dir: Path) -> None:
+        if not (spark_dir / "metastore_db").exists():
+            raise ReadError(
+                f"no Spark catalog in {spark_dir}; run `usage-warehouse --target spark ingest FILE` and "
+                "`usage-warehouse --target spark build` first, or set USAGE_WAREHOUSE_SPARK_DIR to its folder"
+            )
+        from ingest.spark_publish import local_spark_session
+
+        # py4j logs each connection at INFO, and pyspark logs each failed query with its Java
+        # stack trace. `QueryError` carries the message alone, so both are quieted.
+        logging.getLogger("py4j").setLevel(logging.WARNING)
+        logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+        self._spark_dir = spark_dir
+        try:
+            self._spark = local_spark_session(spark_dir)
+        except Exception as error:  # py4j and Spark raise several types, each with a message
+            raise ReadError(
+                f"cannot start Spark on {spark_dir} ({str(error).strip().splitlines()[0]}); if another process "
+                "(a build) has its catalog open, wait for it to finish"
+            ) from None
+
+    @property
+    def location(self) -> str:
+        return f"Spark catalog: {self._spark_dir}"
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
+        frame = self._frame(sql, parameters)
+        try:
+            return frame.columns, [tuple(row) for row in frame.collect()]
+        except Exception as error:
+            raise self._query_error(error) from None
+
+    def record_batches(self, sql: str, parameters: Sequence[object], batch_rows: int) -> pa.RecordBatchReader:
+        frame = self._frame(sql, parameters)
+        try:
+            table = frame.toArrow()
+        except Exception as error:
+            raise self._query_error(error) from None
+        # Spark hands timestamps over in UTC with a time zone; the readers' contract is naive UTC.
+        schema = pa.schema([
+            pa.field(field.name, pa.timestamp(field.type.unit)) if pa.types.is_timestamp(field.type) else field
+            for field in table.schema
+        ])
+        return pa.RecordBatchReader.from_batches(schema, table.cast(schema).to_batches(max_chunksize=batch_rows))
+
+    def has_table(self, schema: str, name: str) -> bool:
+        # Spark's session catalog has no information_schema.
+        return bool(self._spark.catalog.tableExists(f"{schema}.{name}"))
+
+    def close(self) -> None:
+        self._spark.stop()
+
+    def _frame(self, sql: str, parameters: Sequence[object]) -> Any:
+        try:
+            return self._spark.sql(sql, args=list(parameters)) if parameters else self._spark.sql(sql)
+        except Exception as error:
+            raise self._query_error(error) from None
+
+    @staticmethod
+    def _query_error(error: Exception) -> QueryError:
+        lines = str(error).strip().splitlines()
+        return QueryError(f"query failed: {lines[0] if lines else type(error).__name__}")
+
+
 def connect_read_only(settings: Settings) -> ReadOnlyConnection:
     """Open a read-only connection to the configured warehouse, without migrating it."""
     if settings.target == "postgres":
         return PostgresReadOnlyConnection(settings.postgres_dsn)
+    if settings.target == "spark":
+        return SparkReadOnlyConnection(settings.spark_dir)
     return DuckDBReadOnlyConnection(settings.duckdb_path)
 
 

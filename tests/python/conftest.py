@@ -3,11 +3,13 @@
 End-to-end tests take a warehouse under test (`WarehouseUnderTest`) on each target: a new DuckDB
 file, or a new PostgreSQL database that is dropped after. The PostgreSQL variants carry the
 `postgres` mark. They skip with a how-to-start message when no server is reachable, except in CI,
-where they fail.
+where they fail. The shared cases and the Spark tests also run on a new local Spark catalog
+(`spark` mark), which tests read through the Parquet files of its tables.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -44,6 +46,7 @@ TARGETS = [
     pytest.param("duckdb", id="duckdb"),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
 ]
+SPARK = pytest.param("spark", id="spark", marks=pytest.mark.spark)
 
 
 def shared_file(relative: str) -> Path:
@@ -178,13 +181,18 @@ class WarehouseUnderTest:
 
     target: str
     duckdb_path: Path
-    # Name of the PostgreSQL database on the postgres target, None on duckdb.
+    # Name of the PostgreSQL database on the postgres target, None on duckdb and spark.
     postgres_database: str | None
 
     @property
     def location(self) -> str:
         """The DuckDB file or the PostgreSQL database name, as the command line prints it."""
         return self.postgres_database or str(self.duckdb_path)
+
+    @property
+    def spark_dir(self) -> Path:
+        """The Spark catalog's folder on the spark target, beside the DuckDB path."""
+        return self.duckdb_path.with_name("spark")
 
     def environment(self) -> dict[str, str]:
         """Return the variables that point the command line and dbt at this warehouse alone."""
@@ -194,6 +202,8 @@ class WarehouseUnderTest:
         return environment
 
     def _target_variables(self) -> dict[str, str]:
+        if self.target == "spark":
+            return {"USAGE_WAREHOUSE_TARGET": "spark", "USAGE_WAREHOUSE_SPARK_DIR": str(self.spark_dir)}
         if self.postgres_database is None:
             return {}
         return {"USAGE_WAREHOUSE_TARGET": "postgres", "PGDATABASE": self.postgres_database}
@@ -201,7 +211,10 @@ class WarehouseUnderTest:
     def settings(self) -> Settings:
         """Return the settings that `ingest.warehouse.open_warehouse` needs to open this warehouse."""
         dsn = f"dbname={self.postgres_database}" if self.postgres_database is not None else None
-        return Settings(target=self.target, duckdb_path=self.duckdb_path, project_dir=PROJECT_DIR, postgres_dsn=dsn)
+        return Settings(
+            target=self.target, duckdb_path=self.duckdb_path, project_dir=PROJECT_DIR, postgres_dsn=dsn,
+            spark_dir=self.spark_dir,
+        )
 
     def run(
         self, *arguments: str, check: bool = True, environment_extra: dict[str, str] | None = None
@@ -211,7 +224,13 @@ class WarehouseUnderTest:
         return run_cli(self.duckdb_path, *arguments, check=check, environment_extra=extra)
 
     def query(self, sql: str, parameters: list[object] | None = None) -> list[tuple[object, ...]]:
-        """Read in UTC on a read-only connection. Tests write parameters as `?` on both targets."""
+        """Read in UTC on a read-only connection. Tests write parameters as `?` on every target.
+
+        On spark the SQL is DuckDB's, run on the Parquet files of Spark's tables, so no test
+        process starts a Java VM that would hold the Derby metastore.
+        """
+        if self.target == "spark":
+            return _spark_tables_query(self.spark_dir, sql, parameters)
         if self.postgres_database is None:
             return query(self.duckdb_path, sql, parameters)
         connection = psycopg2.connect(dbname=self.postgres_database, options="-c TimeZone=UTC")
@@ -225,6 +244,8 @@ class WarehouseUnderTest:
 
     def execute(self, sql: str) -> None:
         """Run one writing statement and commit it, as an operator fixing rows by hand would."""
+        if self.target == "spark":
+            raise NotImplementedError("tests write to the spark target through the command line only")
         if self.postgres_database is None:
             connection = duckdb.connect(str(self.duckdb_path))
             try:
@@ -251,12 +272,67 @@ def _psycopg2_statement(sql: str, parameters: list[object] | None) -> tuple[str,
     return sql.replace("%", "%%").replace("?", "%s"), parameters
 
 
+def _spark_tables_query(spark_dir: Path, sql: str, parameters: list[object] | None) -> list[tuple[object, ...]]:
+    """Run DuckDB SQL on a Spark catalog's tables, each a view over its Parquet files.
+
+    Spark's views have no files: the `create or replace view` statements of the last dbt build
+    (in its target folder) define them again here, and a view whose SQL DuckDB rejects is left out.
+    """
+    connection = duckdb.connect()
+    try:
+        connection.execute("set TimeZone = 'UTC'")
+        for schema_dir in sorted((spark_dir / "warehouse").glob("*.db")):
+            schema = schema_dir.name.removesuffix(".db")
+            connection.execute(f"create schema if not exists {schema}")
+            for table_dir in sorted(path for path in schema_dir.iterdir() if path.is_dir()):
+                if next(table_dir.rglob("*.parquet"), None) is None:
+                    continue
+                connection.execute(
+                    f"create view {schema}.{table_dir.name} as select * from "
+                    f"read_parquet('{table_dir}/**/*.parquet', hive_partitioning = true)"
+                )
+        views = [
+            path.read_text() for path in sorted((spark_dir / "dbt_target" / "run").rglob("*.sql"))
+            if path.read_text().lstrip().startswith("create or replace view")
+        ]
+        # A view can read another view, so each round defines the views whose relations exist.
+        while views:
+            rejected = []
+            for statement in views:
+                try:
+                    connection.execute(statement)
+                except duckdb.Error:
+                    rejected.append(statement)
+            if len(rejected) == len(views):
+                break
+            views = rejected
+        return connection.execute(sql, parameters or []).fetchall()
+    finally:
+        connection.close()
+
+
+def _require_local_spark() -> None:
+    """Skip a Spark test when pyspark or Java is missing, or fail it in CI, where both must be."""
+    missing = [name for name, found in (
+        ("pyspark (pip install -e '.[spark]')", importlib.util.find_spec("pyspark") is not None),
+        ("Java 17 (java on PATH)", shutil.which("java") is not None),
+    ) if not found]
+    if not missing:
+        return
+    message = f"the spark target needs {' and '.join(missing)}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @contextmanager
 def new_warehouse(target: str, folder: Path) -> Iterator[WarehouseUnderTest]:
     """Create an empty warehouse on TARGET whose files live in FOLDER, and remove it after."""
     duckdb_path = folder / "w.duckdb"
-    if target == "duckdb":
-        yield WarehouseUnderTest("duckdb", duckdb_path, None)
+    if target == "spark":
+        _require_local_spark()
+    if target in ("duckdb", "spark"):
+        yield WarehouseUnderTest(target, duckdb_path, None)
         return
     with new_postgres_database() as name:
         yield WarehouseUnderTest("postgres", duckdb_path, name)
@@ -283,17 +359,43 @@ class BuiltWarehouse:
     build: CommandResult
 
 
-@pytest.fixture(scope="session", params=TARGETS)
-def cases_warehouse(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, usage_cases: list[dict[str, object]]
-) -> Iterator[BuiltWarehouse]:
-    """A warehouse on each target holding every shared case's events, ingested and built."""
-    folder = tmp_path_factory.mktemp(f"cases-{request.param}")
+@contextmanager
+def _built_cases(target: str, folder: Path, usage_cases: list[dict[str, object]]) -> Iterator[BuiltWarehouse]:
     events = [event for case in usage_cases for event in case["events"]]  # type: ignore[union-attr]
     source = write_jsonl(folder / "cases.jsonl", events)
-    with new_warehouse(request.param, folder) as warehouse:
+    with new_warehouse(target, folder) as warehouse:
         warehouse.run("ingest", str(source))
         yield BuiltWarehouse(warehouse, warehouse.run("build"))
+
+
+@pytest.fixture(scope="session")
+def cases_duckdb(
+    tmp_path_factory: pytest.TempPathFactory, usage_cases: list[dict[str, object]]
+) -> Iterator[BuiltWarehouse]:
+    with _built_cases("duckdb", tmp_path_factory.mktemp("cases-duckdb"), usage_cases) as built:
+        yield built
+
+
+@pytest.fixture(scope="session")
+def cases_postgres(
+    tmp_path_factory: pytest.TempPathFactory, usage_cases: list[dict[str, object]]
+) -> Iterator[BuiltWarehouse]:
+    with _built_cases("postgres", tmp_path_factory.mktemp("cases-postgres"), usage_cases) as built:
+        yield built
+
+
+@pytest.fixture(scope="session")
+def cases_spark(
+    tmp_path_factory: pytest.TempPathFactory, usage_cases: list[dict[str, object]]
+) -> Iterator[BuiltWarehouse]:
+    with _built_cases("spark", tmp_path_factory.mktemp("cases-spark"), usage_cases) as built:
+        yield built
+
+
+@pytest.fixture(scope="session", params=TARGETS)
+def cases_warehouse(request: pytest.FixtureRequest) -> BuiltWarehouse:
+    """A warehouse on each target holding every shared case's events, ingested and built."""
+    return request.getfixturevalue(f"cases_{request.param}")
 
 
 @pytest.fixture(scope="session")

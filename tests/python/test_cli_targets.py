@@ -28,7 +28,7 @@ from conftest import (
 from ingest.cli import cli
 from ingest.sync import SYNC_LOCK_KEY
 
-INVALID_TARGET = "target 'bogus' is not supported; use one of: duckdb, postgres"
+INVALID_TARGET = "target 'bogus' is not supported; use one of: duckdb, postgres, spark"
 
 
 def _events(prefix: str, count: int = 2) -> list[dict[str, object]]:

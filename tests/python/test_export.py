@@ -1,4 +1,4 @@
-"""`usage-warehouse export`: one organization's rows, as Parquet and CSV, on DuckDB and PostgreSQL.
+"""`usage-warehouse export`: one organization's rows, as Parquet and CSV, on every target.
 
 The warehouse contains three organizations and unattributed events. The PostgreSQL case needs a
 server that the libpq variables reach, with a user that may create databases.
@@ -15,9 +15,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import TARGETS, WarehouseUnderTest, new_warehouse, write_jsonl
+from conftest import SPARK, TARGETS, CommandResult, WarehouseUnderTest, new_warehouse, query, write_jsonl
 
 from ingest import export
+from ingest.spark_publish import needs_publication
 
 RELATIONS = ("fct_usage_events", "fct_usage_daily", "token_usage")
 EXPORTED_ORGANIZATION = "org_b"
@@ -68,9 +69,37 @@ def postgres_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[War
     yield from _built("postgres", tmp_path_factory.mktemp("export-postgres"))
 
 
+@pytest.fixture(scope="module")
+def spark_landing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WarehouseUnderTest, CommandResult]]:
+    """The events above landed for a local Spark catalog whose publication failed (an invalid master)."""
+    folder = tmp_path_factory.mktemp("export-spark")
+    with new_warehouse("spark", folder) as warehouse:
+        failed = warehouse.run(
+            "ingest", str(write_jsonl(folder / "events.jsonl", _events())), check=False,
+            environment_extra={"USAGE_WAREHOUSE_SPARK_MASTER": "invalid-master"},
+        )
+        yield warehouse, failed
+
+
+@pytest.fixture(scope="module")
+def spark_warehouse(spark_landing: tuple[WarehouseUnderTest, CommandResult]) -> WarehouseUnderTest:
+    """The events above on a local Spark catalog: the build publishes them, then builds."""
+    warehouse, _ = spark_landing
+    warehouse.run("build")
+    return warehouse
+
+
 @pytest.fixture(params=TARGETS)
 def built_warehouse(request: pytest.FixtureRequest) -> WarehouseUnderTest:
     """The events above on each target, ingested and built once per module."""
+    return request.getfixturevalue(f"{request.param}_warehouse")
+
+
+# Each export on Spark starts a Java VM (about half a minute), so only the two tests that check
+# what is written run there too.
+@pytest.fixture(params=[*TARGETS, SPARK])
+def any_warehouse(request: pytest.FixtureRequest) -> WarehouseUnderTest:
+    """The events above on each target, Spark included."""
     return request.getfixturevalue(f"{request.param}_warehouse")
 
 
@@ -79,16 +108,16 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_export_writes_only_organization_rows(built_warehouse: WarehouseUnderTest, tmp_path: Path) -> None:
+def test_export_writes_only_organization_rows(any_warehouse: WarehouseUnderTest, tmp_path: Path) -> None:
     out = tmp_path / "out"
 
-    result = built_warehouse.run("export", "--org", EXPORTED_ORGANIZATION, "--out", str(out))
+    result = any_warehouse.run("export", "--org", EXPORTED_ORGANIZATION, "--out", str(out))
 
     assert sorted(path.name for path in out.iterdir()) == sorted(
         f"{relation}.{kind}" for relation in RELATIONS for kind in ("parquet", "csv")
     )
     for relation in RELATIONS:
-        expected = built_warehouse.query(
+        expected = any_warehouse.query(
             f"select count(*) from marts.{relation} where organization_id = ?", [EXPORTED_ORGANIZATION]
         )[0][0]
         assert expected > 0, relation
@@ -115,16 +144,16 @@ def test_export_contains_no_other_ids(built_warehouse: WarehouseUnderTest, tmp_p
             assert not [value for value in values if other in value], f"{other} in {relation}.parquet"
 
 
-def test_export_keeps_decimals_and_timestamps(built_warehouse: WarehouseUnderTest, tmp_path: Path) -> None:
+def test_export_keeps_decimals_and_timestamps(any_warehouse: WarehouseUnderTest, tmp_path: Path) -> None:
     out = tmp_path / "out"
 
-    built_warehouse.run("export", "--org", EXPORTED_ORGANIZATION, "--out", str(out))
+    any_warehouse.run("export", "--org", EXPORTED_ORGANIZATION, "--out", str(out))
 
     table = pq.read_table(out / "fct_usage_events.parquet")
     assert table.schema.field("cost_usd").type == pa.decimal128(38, 12)
     assert table.schema.field("reported_cost_usd").type == pa.decimal128(38, 12)
     assert table.schema.field("created_at").type == pa.timestamp("us")
-    expected = built_warehouse.query(
+    expected = any_warehouse.query(
         "select event_id, cost_usd, created_at from marts.fct_usage_events where organization_id = ? order by event_id",
         [EXPORTED_ORGANIZATION],
     )
@@ -201,3 +230,20 @@ def test_export_failure_leaves_no_files(
 
     assert len(written) == 4
     assert not out.exists()
+
+
+@pytest.mark.spark
+def test_spark_failed_publication_keeps_batch(spark_landing: tuple[WarehouseUnderTest, CommandResult]) -> None:
+    warehouse, failed = spark_landing
+
+    assert failed.returncode == 1
+    assert "publishing the landed batches to Spark" in failed.stderr
+    assert "the next ingest or build publishes them again" in failed.stderr
+    assert query(warehouse.settings().spark_landing_path, "select count(*) from raw.usage_events") == [(7,)]
+
+
+@pytest.mark.spark
+def test_spark_build_publishes_pending_batch(spark_warehouse: WarehouseUnderTest) -> None:
+    assert not needs_publication(spark_warehouse.settings().spark_landing_path)
+    assert spark_warehouse.query("select count(*) from raw.usage_events") == [(7,)]
+    assert spark_warehouse.query("select count(*) from marts.fct_usage_events") == [(7,)]

@@ -252,7 +252,11 @@ def test_failed_batch_leaves_nothing(warehouse: WarehouseUnderTest, tmp_path: Pa
 def test_abandoned_batch_removed_on_open(tmp_path: Path) -> None:
     database = tmp_path / "w.duckdb"
     source = write_jsonl(tmp_path / "events.jsonl", [_event("a"), _event("b")])
-    died = subprocess.run([sys.executable, "-c", DYING_INGEST, str(database), str(source)], cwd=PROJECT_DIR)
+    # A script file, not `python -c`: with pyspark installed, Great Expectations imports Spark
+    # Connect, which exits a process whose main module has no file, taking it for a doctest run.
+    script = tmp_path / "dying_ingest.py"
+    script.write_text(DYING_INGEST)
+    died = subprocess.run([sys.executable, str(script), str(database), str(source)], cwd=PROJECT_DIR)
     assert died.returncode == 9
     assert query(database, "select count(*) from raw.usage_events") == [(2,)]
 

@@ -2,7 +2,7 @@
 
 Each case reproduces a fault that public usage trackers have shipped, such as cached tokens
 charged twice, tiers applied per run or unknown models priced at zero. Expected costs are exact,
-on DuckDB and on PostgreSQL alike.
+on DuckDB, PostgreSQL and Spark alike.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from decimal import Decimal
 import pytest
 from conftest import (
     PROJECT_DIR,
+    SPARK,
     TARGETS,
     BuiltWarehouse,
     WarehouseUnderTest,
@@ -38,10 +39,16 @@ def _costs(warehouse: WarehouseUnderTest) -> dict[str, tuple[str, Decimal | None
     return {str(event_id): (str(day), cost) for event_id, day, cost in rows}  # type: ignore[misc]
 
 
+@pytest.fixture(params=[*TARGETS, SPARK])
+def built_cases(request: pytest.FixtureRequest) -> BuiltWarehouse:
+    """The shared cases' warehouse on each target, Spark included."""
+    return request.getfixturevalue(f"cases_{request.param}")
+
+
 @pytest.mark.parametrize("case_name", _case_names())
-def test_shared_case(case_name: str, usage_cases: list[dict], cases_warehouse: BuiltWarehouse) -> None:
+def test_shared_case(case_name: str, usage_cases: list[dict], built_cases: BuiltWarehouse) -> None:
     case = next(case for case in usage_cases if case["case"] == case_name)
-    costs = _costs(cases_warehouse.database)
+    costs = _costs(built_cases.database)
     event_ids = [event["event_id"] for event in case["events"]]
     billable = [event_id for event_id in event_ids if event_id in costs]
 
@@ -68,8 +75,26 @@ def test_shared_case(case_name: str, usage_cases: list[dict], cases_warehouse: B
         assert daily[day] == Decimal(expected), f"day {day}"
 
 
-def test_cases_build_has_no_failures(cases_warehouse: BuiltWarehouse) -> None:
-    assert "ERROR=0" in cases_warehouse.build.output
+def test_cases_build_has_no_failures(built_cases: BuiltWarehouse) -> None:
+    assert "ERROR=0" in built_cases.build.output
+
+
+@pytest.mark.spark
+def test_spark_costs_equal_duckdb(cases_spark: BuiltWarehouse, cases_duckdb: BuiltWarehouse) -> None:
+    """Every cost column of every event, and of every day, is the same on Spark to the last decimal."""
+    for relation, key in (("fct_usage_events", "event_id"), ("fct_usage_daily", "daily_key")):
+        columns = [
+            str(name) for (name,) in cases_duckdb.database.query(
+                "select column_name from information_schema.columns where table_schema = 'marts' "
+                "and table_name = ? and (column_name like '%cost%' or column_name like '%tokens%' "
+                "or column_name in ('units', 'usage_date', 'organization_id')) order by column_name",
+                [relation],
+            )
+        ]
+        sql = f"select {key}, {', '.join(columns)} from marts.{relation} order by {key}"
+        duckdb_rows = cases_duckdb.database.query(sql)
+        assert duckdb_rows, f"marts.{relation} is empty on DuckDB"
+        assert cases_spark.database.query(sql) == duckdb_rows, f"marts.{relation} differs between Spark and DuckDB"
 
 
 def test_unknown_model_flagged_unpriced(cases_warehouse: BuiltWarehouse) -> None:

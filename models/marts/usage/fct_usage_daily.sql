@@ -7,7 +7,8 @@
 
 {#
     Incremental: the days that this build's events are on, now or before it, are deleted and
-    aggregated again from fct_usage_events, so a day that an event left loses it too.
+    aggregated again from fct_usage_events, so a day that an event left loses it too. On Spark
+    the table is partitioned by usage_date and those days' partitions are dropped instead.
 #}
 
 -- depends_on: {{ ref('int_usage_events_in_scope') }}
@@ -15,8 +16,9 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
+    partition_by=usage_day_partitioning(),
     on_schema_change='fail',
-    pre_hook="{% if is_incremental() %}delete from {{ this }} where usage_date in ({{ affected_usage_days() }}){% endif %}"
+    pre_hook="{% if is_incremental() %}{{ delete_affected_usage_days(this) }}{% endif %}"
 ) }}
 
 with

@@ -2,7 +2,9 @@
     grain: one row per billable usage event
 
     Incremental: int_usage_events_in_scope decides which events this build prices, and their
-    rows replace the rows of the same billable_key. A full build prices every event.
+    rows replace the rows of the same billable_key. A full build prices every event. On Spark,
+    which cannot delete rows from the table, the build overwrites whole days instead (see
+    macros/incremental.sql).
 #}
 
 -- depends_on: {{ ref('int_usage_events_in_scope') }}
@@ -10,8 +12,10 @@
 {{ config(
     materialized='incremental',
     unique_key='billable_key',
-    incremental_strategy='delete+insert',
-    on_schema_change='fail'
+    incremental_strategy=usage_events_incremental_strategy(),
+    partition_by=usage_day_partitioning(),
+    on_schema_change='fail',
+    pre_hook="{% if is_incremental() %}{{ drop_emptied_usage_days(this) }}{% endif %}"
 ) }}
 
 {%- set scope = ref('int_usage_events_in_scope') -%}
@@ -106,6 +110,12 @@ final as (
 
     from priced_events
 
+),
+
+written as (
+
+    {{ usage_event_rows_to_write('final') }}
+
 )
 
-select * from final
+select * from written
