@@ -21,12 +21,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import __main__
 import duckdb
 import psycopg2
 import psycopg2.extensions
 import pytest
 
 from ingest.config import Settings
+
+# pyspark's Spark Connect module exits a process whose main module has neither a file nor a spec,
+# taking it for a doctest run, and Great Expectations imports that module when pyspark is
+# installed. pytest-xdist's workers are such processes, so their main module gets a file here.
+if getattr(__main__, "__spec__", None) is None and not hasattr(__main__, "__file__"):
+    __main__.__file__ = __file__
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SHARED_DIR = PROJECT_DIR.parent / "shared"
