@@ -336,6 +336,12 @@ def access_list(settings: Settings) -> None:
 
 
 def _open_access_warehouse(settings: Settings) -> PostgresWarehouse:
+    if settings.target == "spark":
+        raise CommandError(
+            "`usage-warehouse access` needs the postgres target (--target postgres): on Spark, scope organizations "
+            "with the catalog's own access control (a row filter on organization_id). Share one organization's "
+            "rows with `usage-warehouse export --org ORG`"
+        )
     if settings.target != "postgres":
         raise CommandError(
             "`usage-warehouse access` needs the postgres target (--target postgres): the DuckDB warehouse is "
@@ -669,6 +675,12 @@ def _build(settings: Settings, *, full_refresh: bool, selection: str | None) -> 
         # test that also reads a model (an expected record missing from the marts) still runs.
         arguments += ["--exclude", *skipped_seeds, "--indirect-selection", "cautious"]
         click.echo(f"seeds unchanged since the last build, not loaded again: {', '.join(skipped_seeds)}")
+    if settings.target == "spark":
+        from ingest.spark_publish import catalog_busy_message
+
+        busy = catalog_busy_message(settings.spark_dir)
+        if busy:
+            raise CommandError(busy)
     try:
         outcome = run_dbt(settings, arguments)
     except DbtError as error:

@@ -15,6 +15,7 @@ the same rows changes nothing.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -60,6 +61,27 @@ def spark_configuration(spark_dir: Path) -> dict[str, str]:
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
     }
+
+
+def catalog_busy_message(spark_dir: Path) -> str | None:
+    """Return why the Spark catalog in SPARK_DIR cannot be opened now, or None when it can.
+
+    Derby holds an exclusive file lock on metastore_db/dbex.lck while a process has the metastore
+    open. Checking it first turns Derby's thousands of lines of stack traces into one message.
+    """
+    lock_file = spark_dir / "metastore_db" / "dbex.lck"
+    if not lock_file.exists():
+        return None
+    with lock_file.open("r+b") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return (
+                f"another process (a build, a query or a publication) has the Spark catalog in {spark_dir} open, "
+                "and its Derby metastore admits one process at a time; run the command again when it has finished"
+            )
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+    return None
 
 
 def local_spark_session(spark_dir: Path) -> Any:
@@ -143,6 +165,9 @@ def needs_publication(landing_path: Path) -> bool:
 
 def publish_in_child_process(spark_dir: Path) -> None:
     """Run the publication in a child process and raise `PublishError` with its output on failure."""
+    busy = catalog_busy_message(spark_dir)
+    if busy:
+        raise PublishError(f"the landed batches were not published to Spark: {busy}")
     completed = subprocess.run(
         [sys.executable, "-m", "ingest.spark_publish", str(spark_dir)],
         capture_output=True, text=True, check=False,
@@ -216,20 +241,27 @@ def publish(spark_dir: Path) -> str:
                 frame.write.mode("overwrite").insertInto(f"raw.{table}")
 
         with transaction(landing):
-            landing.executemany(
-                f"insert or ignore into {STATE_SCHEMA}.published_batches values (?, now())",
-                [[batch_id] for batch_id in pending.batch_ids],
-            )
+            # A publication of the ledger or the quarantine alone has no batch to record.
+            if pending.batch_ids:
+                landing.executemany(
+                    f"insert or ignore into {STATE_SCHEMA}.published_batches values (?, now())",
+                    [[batch_id] for batch_id in pending.batch_ids],
+                )
             landing.execute(
                 f"insert or replace into {STATE_SCHEMA}.state values ('whole_tables_fingerprint', ?)",
                 [pending.whole_tables_fingerprint],
             )
-        scope = "every day" if full else f"{days} days"
-        return f"published {len(pending.batch_ids)} batches to Spark: {scope} of raw.{EVENTS_TABLE} written"
+        scope = "every day" if full else _count(days, "day")
+        return f"published {_count(len(pending.batch_ids), 'batch')} to Spark: {scope} of raw.{EVENTS_TABLE} written"
     finally:
         spark.stop()
         landing.close()
         shutil.rmtree(export_dir, ignore_errors=True)
+
+
+def _count(number: int, noun: str) -> str:
+    plural = noun + ("es" if noun.endswith("ch") else "s")
+    return f"{number} {noun if number == 1 else plural}"
 
 
 def _create_state_tables(landing: duckdb.DuckDBPyConnection) -> None:

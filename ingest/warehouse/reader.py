@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -277,13 +278,20 @@ class PostgresReadOnlyConnection(ReadOnlyConnection):
         )
 
 
+# The statements that the spark target's reading commands accept, by first keyword. NOTE: the
+# check reads keywords, not a parsed plan, so it guards against mistakes, not against an attack.
+SPARK_READING_KEYWORDS = frozenset({"select", "with", "show", "describe", "desc", "explain", "values", "table", "from"})
+SPARK_WRITING_CLAUSE = re.compile(r"\b(insert\s+(into|overwrite)|merge\s+into)\b", re.IGNORECASE)
+LEADING_COMMENTS = re.compile(r"\A(\s*(--[^\n]*(\n|\Z)|/\*.*?\*/))*\s*", re.DOTALL)
+
+
 class SparkReadOnlyConnection(ReadOnlyConnection):
     """A local Spark session on the spark target's catalog, started in this process.
 
     NOTE: Spark's Derby metastore admits one process, so nothing else (a dbt build) can open the
-    catalog until this process exits. Spark has no read-only session: only this class's callers,
-    which send reading queries, keep it from writing. `record_batches` collects the whole result
-    in this process before it yields the first batch.
+    catalog until this process exits. Spark has no read-only session, so `_frame` rejects
+    statements that do not read. `record_batches` collects the whole result in this process
+    before it yields the first batch.
     """
 
     placeholder = "?"
@@ -294,7 +302,11 @@ class SparkReadOnlyConnection(ReadOnlyConnection):
                 f"no Spark catalog in {spark_dir}; run `usage-warehouse --target spark ingest FILE` and "
                 "`usage-warehouse --target spark build` first, or set USAGE_WAREHOUSE_SPARK_DIR to its folder"
             )
-        from ingest.spark_publish import local_spark_session
+        from ingest.spark_publish import catalog_busy_message, local_spark_session
+
+        busy = catalog_busy_message(spark_dir)
+        if busy:
+            raise ReadError(busy)
 
         # py4j logs each connection at INFO, and pyspark logs each failed query with its Java
         # stack trace. `QueryError` carries the message alone, so both are quieted.
@@ -341,6 +353,15 @@ class SparkReadOnlyConnection(ReadOnlyConnection):
         self._spark.stop()
 
     def _frame(self, sql: str, parameters: Sequence[object]) -> Any:
+        # Spark runs a command as soon as `sql` is called, so a writing statement is rejected first.
+        statement = LEADING_COMMENTS.sub("", sql)
+        keyword = statement.split(None, 1)[0].lower() if statement.strip() else ""
+        if keyword not in SPARK_READING_KEYWORDS or (keyword == "with" and SPARK_WRITING_CLAUSE.search(statement)):
+            raise QueryError(
+                f"query rejected: {keyword.upper() or 'an empty statement'} is not a reading statement. Spark has no "
+                "read-only session, so the spark target runs only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, VALUES "
+                "and TABLE statements here"
+            )
         try:
             return self._spark.sql(sql, args=list(parameters)) if parameters else self._spark.sql(sql)
         except Exception as error:

@@ -247,3 +247,22 @@ def test_spark_build_publishes_pending_batch(spark_warehouse: WarehouseUnderTest
     assert not needs_publication(spark_warehouse.settings().spark_landing_path)
     assert spark_warehouse.query("select count(*) from raw.usage_events") == [(7,)]
     assert spark_warehouse.query("select count(*) from marts.fct_usage_events") == [(7,)]
+
+
+@pytest.mark.spark
+def test_spark_query_rejects_writing_statement(spark_warehouse: WarehouseUnderTest) -> None:
+    result = spark_warehouse.run("query", "create table marts.probe as select 1 as a", check=False)
+
+    assert result.returncode == 1
+    assert "CREATE is not a reading statement" in result.stderr
+    assert spark_warehouse.query("select count(*) from marts.fct_usage_events") == [(7,)]
+
+
+@pytest.mark.spark
+def test_spark_new_folder_publishes_empty_ledger_once(tmp_path: Path) -> None:
+    with new_warehouse("spark", tmp_path) as warehouse:
+        first = warehouse.run("quarantine", "list")
+        second = warehouse.run("quarantine", "list")
+
+    assert "published 0 batches to Spark" in first.output
+    assert "published" not in second.output
