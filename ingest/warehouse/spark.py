@@ -49,8 +49,8 @@ class SparkWarehouse(Warehouse):
         self._landing.write_watermark(source_name, created_at, row_id)
 
     def loaded_seeds(self, schema: str) -> dict[str, str]:
-        # The fingerprints are in the landing file and the seed tables in Spark's catalog, whose
-        # managed tables are folders under warehouse/<schema>.db.
+        # A seed counts as loaded when its fingerprint is recorded and its managed table's
+        # folder, warehouse/<schema>.db/<seed>, exists in the catalog.
         recorded = self._landing.query("select seed_name, fingerprint from raw.seed_loads")
         tables = self._spark_dir / "warehouse" / f"{schema}.db"
         return {str(name): str(fingerprint) for name, fingerprint in recorded if (tables / str(name)).is_dir()}
