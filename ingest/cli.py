@@ -178,7 +178,7 @@ def build(settings: Settings, full_refresh: bool, selection: str | None) -> None
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed; the same seed gives the same file.")
 @click.option("--end", "end", type=click.DateTime(formats=["%Y-%m-%d"]),
               help="Last UTC day of the events [default: yesterday, so no event lies in the future].")
-@click.option("--out", type=click.Path(path_type=Path), help="Output file [default: sample_events.jsonl.gz beside the DuckDB file].")
+@click.option("--out", type=click.Path(path_type=Path), help="Output file [default: sample_events.jsonl.gz beside the DuckDB file, or in the Spark folder on spark].")
 @click.pass_obj
 def sample(settings: Settings, events: int, days: int, seed: int, end: object, out: Path | None) -> None:
     """Write a realistic, reproducible sample of the app's usage events."""
@@ -387,7 +387,7 @@ def sync(
     if settings.target == "postgres":
         lock = database_cycle_lock(settings.postgres_dsn)
     else:
-        lock = cycle_lock(settings.duckdb_path.with_name(f"{settings.duckdb_path.name}.sync.lock"))
+        lock = cycle_lock(settings.sync_lock_path)
     try:
         with lock:
             logger.info("sync cycle started")
@@ -476,8 +476,8 @@ def query_command(settings: Settings, sql: str) -> None:
 @click.option("--org", "organization_id", required=True,
               help="Organization id whose rows to export, as in the marts' organization_id column.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Folder to write [default: exports/<org> beside the DuckDB file; on postgres, "
-                   "exports/<org> in the working folder].")
+              help="Folder to write [default: exports/<org> beside the DuckDB file; on spark, in "
+                   "USAGE_WAREHOUSE_SPARK_DIR; on postgres, in the working folder].")
 @click.pass_obj
 def export_command(settings: Settings, organization_id: str, out: Path | None) -> None:
     """Write one organization's rows of the organization-facing marts as Parquet and CSV.
@@ -685,6 +685,10 @@ def _build(settings: Settings, *, full_refresh: bool, selection: str | None) -> 
         outcome = run_dbt(settings, arguments)
     except DbtError as error:
         raise CommandError(str(error)) from None
+    if settings.target == "spark":
+        from ingest.spark_publish import wait_for_catalog_release
+
+        wait_for_catalog_release(settings.spark_dir)
     if outcome.seeds_loaded:
         warehouse = _open_warehouse(settings)
         try:
@@ -744,7 +748,8 @@ def _print_sample(summary: SampleSummary) -> None:
 
 
 def _default_sample_path(settings: Settings) -> Path:
-    return settings.duckdb_path.parent / "sample_events.jsonl.gz"
+    folder = settings.spark_dir if settings.target == "spark" else settings.duckdb_path.parent
+    return folder / "sample_events.jsonl.gz"
 
 
 def _print_batches(results: list[BatchResult]) -> None:

@@ -12,6 +12,8 @@ TARGETS = ("duckdb", "postgres", "spark")
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_DUCKDB_PATH = Path("warehouse") / "usage.duckdb"
 DEFAULT_SPARK_DIR = Path("warehouse") / "spark"
+# A PYTHONWARNINGS entry that hides pyspark's warning about the installed pandas version.
+SPARK_PANDAS_WARNING_FILTER = "ignore:PySpark does not yet fully support pandas:FutureWarning"
 DEFAULT_READER_ROLE = "usage_warehouse_reader"
 # An unquoted PostgreSQL role name: dbt's grants write the reader role into SQL as it is.
 ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -71,7 +73,19 @@ class Settings:
             environment["USAGE_WAREHOUSE_SPARK_DIR"] = str(self.spark_dir)
             # The local Spark binds the loopback address instead of looking up the host's.
             environment["SPARK_LOCAL_IP"] = os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
+            # pyspark warns at each start that it does not fully support the installed pandas,
+            # which Great Expectations needs and dbt-spark's session method does not use.
+            environment["PYTHONWARNINGS"] = ",".join(
+                filter(None, [os.environ.get("PYTHONWARNINGS"), SPARK_PANDAS_WARNING_FILTER])
+            )
         return environment
+
+    @property
+    def sync_lock_path(self) -> Path:
+        """The file a sync cycle locks on duckdb and spark, beside the DuckDB file or in the Spark folder."""
+        if self.target == "spark":
+            return self.spark_dir / "sync.lock"
+        return self.duckdb_path.with_name(f"{self.duckdb_path.name}.sync.lock")
 
     @property
     def spark_landing_path(self) -> Path:

@@ -60,13 +60,13 @@ def check_organization_id(organization_id: str) -> None:
 
 
 def default_export_folder(settings: Settings, organization_id: str) -> Path:
-    """Return `exports/<org>` beside the DuckDB file, or in the working folder on postgres."""
+    """Return `exports/<org>` beside the DuckDB file, in the Spark folder on spark, or in the working folder on postgres."""
     # The id becomes a folder name, so it must be one plain path component.
     if organization_id in (".", "..") or any(character in organization_id for character in ("/", "\\", "\0")):
         raise ExportError(
             f"organization id {organization_id!r} cannot be a folder name; pass --out FOLDER to choose the folder"
         )
-    base = settings.duckdb_path.parent if settings.target == "duckdb" else Path.cwd()
+    base = {"duckdb": settings.duckdb_path.parent, "spark": settings.spark_dir}.get(settings.target, Path.cwd())
     return base / "exports" / organization_id
 
 

@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,10 @@ EVENTS_TABLE = "usage_events"
 # Tables copied whole at each publication: the ledger and the quarantine.
 WHOLE_TABLES = ("ingest_batches", "quarantined_rows")
 PARTITION_COLUMN = "event_date"
+# How long a command waits for the Java VM of a Spark process it started to release the catalog.
+CATALOG_RELEASE_SECONDS = 30.0
+# The Spark driver's logging: warnings only, without the ones every session repeats.
+LOG4J2_SETTINGS = Path(__file__).with_name("spark_log4j2.properties")
 
 
 class PublishError(RuntimeError):
@@ -51,7 +56,8 @@ def spark_configuration(spark_dir: Path) -> dict[str, str]:
         "spark.hadoop.javax.jdo.option.ConnectionURL": (
             f"jdbc:derby:;databaseName={spark_dir / 'metastore_db'};create=true"
         ),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={spark_dir}",
+        "spark.hadoop.hive.downloaded.resources.dir": str(spark_dir / "hive_resources"),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={spark_dir} -Dlog4j2.configurationFile={LOG4J2_SETTINGS}",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.decimalOperations.allowPrecisionLoss": "false",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
@@ -96,6 +102,31 @@ def local_spark_session(spark_dir: Path) -> Any:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def stop_local_spark(spark: Any) -> None:
+    """Stop this process's Spark session and its Java VM, so the catalog is free when this returns.
+
+    `SparkSession.stop` leaves the VM running until the Python process exits. The VM ends when its
+    standard input closes, and waiting for it releases the Derby metastore for the next command.
+    """
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    spark.stop()
+    java_process = getattr(gateway, "proc", None)
+    if java_process is None:
+        return
+    gateway.shutdown()
+    if java_process.stdin is not None:
+        java_process.stdin.close()
+    try:
+        java_process.wait(timeout=CATALOG_RELEASE_SECONDS)
+    except subprocess.TimeoutExpired:
+        java_process.kill()
+        java_process.wait()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +194,18 @@ def needs_publication(landing_path: Path) -> bool:
         landing.close()
 
 
+def wait_for_catalog_release(spark_dir: Path, timeout_seconds: float = CATALOG_RELEASE_SECONDS) -> None:
+    """Wait until no process has the Spark catalog in SPARK_DIR open, for TIMEOUT_SECONDS at most.
+
+    pyspark's Java VM is a child of the Python process that started it and stops shortly after
+    that process exits, so a command that has just run dbt or a publication waits here before it
+    opens the catalog itself. After the timeout the caller's own busy check reports the holder.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while catalog_busy_message(spark_dir) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def publish_in_child_process(spark_dir: Path) -> None:
     """Run the publication in a child process and raise `PublishError` with its output on failure."""
     busy = catalog_busy_message(spark_dir)
@@ -174,11 +217,13 @@ def publish_in_child_process(spark_dir: Path) -> None:
     )
     if completed.returncode != 0:
         output = (completed.stdout + completed.stderr).strip().splitlines()
+        master = spark_configuration(spark_dir)["spark.master"]
         raise PublishError(
-            f"publishing the landed batches to Spark in {spark_dir} failed (exit {completed.returncode}); they "
-            "stay in the landing file and the next ingest or build publishes them again. Last lines:\n"
-            + "\n".join(output[-30:])
+            f"publishing the landed batches to Spark in {spark_dir} failed (exit {completed.returncode}, Spark "
+            f"master {master!r} from USAGE_WAREHOUSE_SPARK_MASTER); they stay in the landing file and the next "
+            "ingest or build publishes them again. Last lines:\n" + "\n".join(output[-30:])
         )
+    wait_for_catalog_release(spark_dir)
     if completed.stdout.strip():
         print(completed.stdout.strip())
 
@@ -254,7 +299,7 @@ def publish(spark_dir: Path) -> str:
         scope = "every day" if full else _count(days, "day")
         return f"published {_count(len(pending.batch_ids), 'batch')} to Spark: {scope} of raw.{EVENTS_TABLE} written"
     finally:
-        spark.stop()
+        stop_local_spark(spark)
         landing.close()
         shutil.rmtree(export_dir, ignore_errors=True)
 

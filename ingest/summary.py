@@ -9,7 +9,13 @@ from pathlib import Path
 import click
 
 from ingest.config import Settings
-from ingest.warehouse.reader import QueryError, ReadError, ReadOnlyConnection, connect_read_only
+from ingest.warehouse.reader import (
+    QueryError,
+    ReadError,
+    ReadOnlyConnection,
+    check_spark_reading_statement,
+    connect_read_only,
+)
 
 TRY_QUERY = (
     "select created_at, provider, model, tool_name, operation, input_tokens, output_tokens, units, "
@@ -49,6 +55,12 @@ def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[objec
     """Run one query on a read-only connection and return the column names and rows."""
     if not sql.strip():
         raise SummaryError("the query is empty; pass one SQL statement, for example \"select 1\"")
+    if settings.target == "spark":
+        # Checked before Spark starts, which takes seconds.
+        try:
+            check_spark_reading_statement(sql)
+        except QueryError as error:
+            raise SummaryError(str(error)) from None
     connection = _connect(settings)
     try:
         return connection.execute(sql)

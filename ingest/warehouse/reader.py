@@ -285,11 +285,28 @@ SPARK_WRITING_CLAUSE = re.compile(r"\b(insert\s+(into|overwrite)|merge\s+into)\b
 LEADING_COMMENTS = re.compile(r"\A(\s*(--[^\n]*(\n|\Z)|/\*.*?\*/))*\s*", re.DOTALL)
 
 
+def check_spark_reading_statement(sql: str) -> None:
+    """Raise `QueryError` unless SQL is a reading statement, the only kind the spark target runs."""
+    statement = LEADING_COMMENTS.sub("", sql)
+    keyword = statement.split(None, 1)[0].lower() if statement.strip() else ""
+    writing_clause = SPARK_WRITING_CLAUSE.search(statement) if keyword == "with" else None
+    if keyword in SPARK_READING_KEYWORDS and writing_clause is None:
+        return
+    if writing_clause is not None:
+        rejected = f"a WITH statement with {' '.join(writing_clause.group(0).upper().split())}"
+    else:
+        rejected = keyword.upper() or "an empty statement"
+    raise QueryError(
+        f"query rejected: {rejected} is not a reading statement. Spark has no read-only session, so the "
+        "spark target runs only SELECT, WITH ... SELECT, SHOW, DESCRIBE, EXPLAIN, VALUES and TABLE statements here"
+    )
+
+
 class SparkReadOnlyConnection(ReadOnlyConnection):
     """A local Spark session on the spark target's catalog, started in this process.
 
     NOTE: Spark's Derby metastore admits one process, so nothing else (a dbt build) can open the
-    catalog until this process exits. Spark has no read-only session, so `_frame` rejects
+    catalog until `close` has stopped this process's Java VM. Spark has no read-only session, so `_frame` rejects
     statements that do not read. `record_batches` collects the whole result in this process
     before it yields the first batch.
     """
@@ -350,18 +367,13 @@ class SparkReadOnlyConnection(ReadOnlyConnection):
         return bool(self._spark.catalog.tableExists(f"{schema}.{name}"))
 
     def close(self) -> None:
-        self._spark.stop()
+        from ingest.spark_publish import stop_local_spark
+
+        stop_local_spark(self._spark)
 
     def _frame(self, sql: str, parameters: Sequence[object]) -> Any:
         # Spark runs a command as soon as `sql` is called, so a writing statement is rejected first.
-        statement = LEADING_COMMENTS.sub("", sql)
-        keyword = statement.split(None, 1)[0].lower() if statement.strip() else ""
-        if keyword not in SPARK_READING_KEYWORDS or (keyword == "with" and SPARK_WRITING_CLAUSE.search(statement)):
-            raise QueryError(
-                f"query rejected: {keyword.upper() or 'an empty statement'} is not a reading statement. Spark has no "
-                "read-only session, so the spark target runs only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, VALUES "
-                "and TABLE statements here"
-            )
+        check_spark_reading_statement(sql)
         try:
             return self._spark.sql(sql, args=list(parameters)) if parameters else self._spark.sql(sql)
         except Exception as error:
