@@ -24,11 +24,12 @@ run: $(STAMP)
 
 # Two workers keep both cores busy: most tests wait on one dbt or ingest process at a time.
 # --dist loadfile keeps each test file on one worker, so a module's built warehouse is built once.
-# TEST_WORKERS=0 runs the tests in this process, one after another.
+# --no-loadscope-reorder hands out files in collection order, which tests/python/conftest.py
+# sets to slowest first. TEST_WORKERS=0 runs the tests in this process, one after another.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 	$(MAKE) lint
 
 # sqlfluff's dbt templater compiles the project, which opens a DuckDB file: give it its own.

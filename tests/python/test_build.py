@@ -1,6 +1,7 @@
 """The sample workload built end to end: marts, types, expected records, analyses and the main query.
 
-Every test runs once on DuckDB and once on PostgreSQL.
+Every test of the sample workload runs on DuckDB, PostgreSQL and a local Spark catalog; the tests
+that build a warehouse of their own run on DuckDB and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,16 +12,26 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_DIR, BuiltWarehouse, WarehouseUnderTest, write_jsonl
+from conftest import PROJECT_DIR, SPARK, TARGETS, BuiltWarehouse, WarehouseUnderTest, write_jsonl
 
 VERIFICATION_QUERY = (
     "select created_at, provider, model, tool_name, operation, input_tokens, output_tokens, units, "
     "unit_type, cost_usd from marts.token_usage order by created_at desc limit 20"
 )
 # information_schema.columns' data_type, numeric_precision and numeric_scale of a cost column.
-COST_COLUMN_TYPE = {"duckdb": ("DECIMAL(38,12)", 38, 12), "postgres": ("numeric", 38, 12)}
+# Tests read Spark's tables as Parquet files through DuckDB, so Spark's columns show DuckDB's types.
+COST_COLUMN_TYPE = {
+    "duckdb": ("DECIMAL(38,12)", 38, 12), "postgres": ("numeric", 38, 12), "spark": ("DECIMAL(38,12)", 38, 12),
+}
 # information_schema.columns' data_type of a UTC timestamp column, stored without time zone.
-TIMESTAMP_COLUMN_TYPE = {"duckdb": "TIMESTAMP", "postgres": "timestamp without time zone"}
+TIMESTAMP_COLUMN_TYPE = {"duckdb": "TIMESTAMP", "postgres": "timestamp without time zone", "spark": "TIMESTAMP"}
+ALL_TARGETS = [*TARGETS, SPARK]
+
+
+@pytest.fixture(params=ALL_TARGETS)
+def sample_warehouse(request: pytest.FixtureRequest) -> BuiltWarehouse:
+    """The sample workload ingested and built on each target, Spark included."""
+    return request.getfixturevalue(f"sample_{request.param}")
 
 
 def test_build_passes_without_errors(sample_warehouse: BuiltWarehouse) -> None:
@@ -181,6 +192,22 @@ def test_main_job_runs_in_one_process(warehouse: WarehouseUnderTest) -> None:
         assert f"PostgreSQL database: {warehouse.postgres_database} " in result.stdout
         # The suggested query names the target, so it reaches PostgreSQL without the variable.
         assert "query --target postgres \"select created_at" in result.stdout
+
+
+@pytest.mark.spark
+def test_main_job_on_spark(sample_spark: BuiltWarehouse) -> None:
+    """`run` on Spark builds, then summarizes in the same process, after dbt's Spark has let the catalog go."""
+    result, warehouse = sample_spark.build, sample_spark.database
+
+    assert "Usage warehouse summary" in result.stdout
+    assert "Cost by provider and operation (USD)" in result.stdout
+    assert f"Spark catalog: {warehouse.spark_dir}" in result.stdout
+    # The suggested query names the target, so it reaches Spark without the variable.
+    assert "query --target spark \"select created_at" in result.stdout
+    assert "skipped the dashboard: it reads the duckdb and postgres targets" in result.stdout
+    # The sample lands in the Spark folder, not beside the unused DuckDB path.
+    assert (warehouse.spark_dir / "sample_events.jsonl.gz").exists()
+    assert not warehouse.duckdb_path.parent.joinpath("sample_events.jsonl.gz").exists()
 
 
 def test_daily_key_separator_in_values(warehouse: WarehouseUnderTest, tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ def built_warehouse(request: pytest.FixtureRequest) -> WarehouseUnderTest:
 
 
 # Each export on Spark starts a Java VM (about half a minute), so only the two tests that check
-# what is written run there too.
+# what is written, and the one of the default folder, run there too.
 @pytest.fixture(params=[*TARGETS, SPARK])
 def any_warehouse(request: pytest.FixtureRequest) -> WarehouseUnderTest:
     """The events above on each target, Spark included."""
@@ -193,10 +193,14 @@ def test_export_blank_organization_rejected(
     assert not (tmp_path / "out").exists()
 
 
-def test_export_default_folder_beside_duckdb_file(duckdb_warehouse: WarehouseUnderTest) -> None:
-    folder = duckdb_warehouse.duckdb_path.parent / "exports" / EXPORTED_ORGANIZATION
+@pytest.mark.parametrize("target", ["duckdb", SPARK])
+def test_export_default_folder_in_warehouse_folder(target: str, request: pytest.FixtureRequest) -> None:
+    """Beside the DuckDB file on duckdb, in USAGE_WAREHOUSE_SPARK_DIR on spark."""
+    warehouse: WarehouseUnderTest = request.getfixturevalue(f"{target}_warehouse")
+    base = warehouse.spark_dir if target == "spark" else warehouse.duckdb_path.parent
+    folder = base / "exports" / EXPORTED_ORGANIZATION
 
-    result = duckdb_warehouse.run("export", "--org", EXPORTED_ORGANIZATION)
+    result = warehouse.run("export", "--org", EXPORTED_ORGANIZATION)
 
     assert f"to {folder}:" in result.stdout
     assert (folder / "token_usage.parquet").exists()
@@ -238,6 +242,7 @@ def test_spark_failed_publication_keeps_batch(spark_landing: tuple[WarehouseUnde
 
     assert failed.returncode == 1
     assert "publishing the landed batches to Spark" in failed.stderr
+    assert "Spark master 'invalid-master' from USAGE_WAREHOUSE_SPARK_MASTER" in failed.stderr
     assert "the next ingest or build publishes them again" in failed.stderr
     assert query(warehouse.settings().spark_landing_path, "select count(*) from raw.usage_events") == [(7,)]
 
@@ -256,6 +261,16 @@ def test_spark_query_rejects_writing_statement(spark_warehouse: WarehouseUnderTe
     assert result.returncode == 1
     assert "CREATE is not a reading statement" in result.stderr
     assert spark_warehouse.query("select count(*) from marts.fct_usage_events") == [(7,)]
+
+
+@pytest.mark.spark
+def test_spark_query_rejects_writing_with_clause(spark_warehouse: WarehouseUnderTest) -> None:
+    statement = "with kept as (select 1 as a) insert into marts.fct_usage_daily select * from marts.fct_usage_daily"
+
+    result = spark_warehouse.run("query", statement, check=False)
+
+    assert result.returncode == 1
+    assert "a WITH statement with INSERT INTO is not a reading statement" in result.stderr
 
 
 @pytest.mark.spark

@@ -1,6 +1,7 @@
 """The scheduled cycle: sources, lock, exit codes, and runs killed at any point.
 
-The cycle's outcomes are tested on DuckDB and on PostgreSQL, the killed runs on DuckDB only.
+The cycle's outcomes are tested on DuckDB and on PostgreSQL, the killed runs on DuckDB only. The
+lock is also tested on a local Spark catalog, where it is a file in the Spark folder.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from datetime import date
 from pathlib import Path
 
 import psycopg2
+import pytest
 
-from conftest import CLI, PROJECT_DIR, WarehouseUnderTest, query, run_cli, write_jsonl
+from conftest import CLI, PROJECT_DIR, SPARK, TARGETS, WarehouseUnderTest, query, run_cli, write_jsonl
 from ingest.sample import write_sample
 from ingest.sync import SYNC_LOCK_KEY
 
@@ -57,9 +59,10 @@ def _state(database: Path) -> dict[str, object]:
 
 @contextmanager
 def _sync_lock_held(warehouse: WarehouseUnderTest) -> Iterator[None]:
-    """Take the lock that a running cycle takes: a file beside DuckDB, an advisory lock in PostgreSQL."""
+    """Take the lock that a running cycle takes: a file on DuckDB and Spark, an advisory lock in PostgreSQL."""
     if warehouse.postgres_database is None:
-        lock_path = warehouse.duckdb_path.with_name(f"{warehouse.duckdb_path.name}.sync.lock")
+        lock_path = warehouse.settings().sync_lock_path
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
         with lock_path.open("a+") as held:
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
             yield
@@ -86,6 +89,7 @@ def test_sync_lands_sources_and_builds(warehouse: WarehouseUnderTest, tmp_path: 
     assert warehouse.query("select count(*) from marts.fct_usage_events where event_id like 'spooled-%'") == [(5,)]
 
 
+@pytest.mark.parametrize("warehouse", [*TARGETS, SPARK], indirect=True)
 def test_sync_second_cycle_exits_75(warehouse: WarehouseUnderTest, tmp_path: Path) -> None:
     drop, _ = _inputs(tmp_path)
     with _sync_lock_held(warehouse):
